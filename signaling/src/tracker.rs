@@ -1,0 +1,365 @@
+//! The tracker: picks whom a peer should dial. Sans-IO and deterministic for a given seed, so
+//! the signaling server and the simulator run exactly the same logic.
+//!
+//! One [`Tracker`] serves one channel. It records every pair it hands out until one side
+//! reports the link closed (or leaves), so it never assigns the same pair twice at once and
+//! can bound each peer's neighbour count. Candidates are scored by free neighbour slots, spare
+//! upload and closeness to the live edge; a random sample keeps each pick O(sample) however
+//! large the channel grows, and the random tie-break spreads load so no peer is swamped.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+/// A peer's id within one channel.
+pub type PeerId = u64;
+
+/// Tracker limits.
+#[derive(Debug, Clone)]
+pub struct TrackerConfig {
+    /// Neighbours handed to a joining peer.
+    pub initial_neighbours: usize,
+    /// Most neighbours any viewer is given (links it dials plus links dialled to it).
+    pub max_neighbours: usize,
+    /// Most viewers the origin seeder is a neighbour of.
+    pub seeder_neighbours: usize,
+    /// Candidates scored per pick (a random sample when the channel is larger).
+    pub sample: usize,
+}
+
+impl Default for TrackerConfig {
+    fn default() -> Self {
+        TrackerConfig {
+            initial_neighbours: 6,
+            max_neighbours: 12,
+            seeder_neighbours: 4,
+            sample: 48,
+        }
+    }
+}
+
+/// What a peer last told the tracker about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PeerReport {
+    /// Upload it can still offer, in copies of the stream (0 for consume-only peers).
+    pub spare_upload: f32,
+    /// Newest chunk it holds.
+    pub latest_seq: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    neighbours: BTreeSet<PeerId>,
+    report: PeerReport,
+    seeder: bool,
+    /// Position in `Tracker::order`.
+    slot: usize,
+}
+
+/// Neighbour picking for one channel.
+#[derive(Debug)]
+pub struct Tracker {
+    config: TrackerConfig,
+    peers: HashMap<PeerId, Entry>,
+    /// Every peer id, for uniform sampling.
+    order: Vec<PeerId>,
+    rng: ChaCha8Rng,
+    live_edge: u64,
+}
+
+impl Tracker {
+    /// A tracker for one channel, with its own seeded randomness.
+    pub fn new(config: TrackerConfig, seed: u64) -> Self {
+        Tracker {
+            config,
+            peers: HashMap::new(),
+            order: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            live_edge: 0,
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &TrackerConfig {
+        &self.config
+    }
+
+    /// Number of peers (viewers and seeder) in the channel.
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether the channel has no peers.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// Whether `peer` is in the channel.
+    pub fn contains(&self, peer: PeerId) -> bool {
+        self.peers.contains_key(&peer)
+    }
+
+    /// Current neighbours of `peer` (assigned and not yet reported closed).
+    pub fn neighbours(&self, peer: PeerId) -> impl Iterator<Item = PeerId> + '_ {
+        self.peers
+            .get(&peer)
+            .into_iter()
+            .flat_map(|e| e.neighbours.iter().copied())
+    }
+
+    fn insert(&mut self, peer: PeerId, seeder: bool) -> bool {
+        if self.peers.contains_key(&peer) {
+            return false;
+        }
+        self.peers.insert(
+            peer,
+            Entry {
+                neighbours: BTreeSet::new(),
+                report: PeerReport {
+                    spare_upload: if seeder { 0.0 } else { 1.0 },
+                    latest_seq: self.live_edge,
+                },
+                seeder,
+                slot: self.order.len(),
+            },
+        );
+        self.order.push(peer);
+        true
+    }
+
+    /// Adds the channel's origin seeder. It is never handed out to more than
+    /// [`TrackerConfig::seeder_neighbours`] viewers at once.
+    pub fn add_seeder(&mut self, peer: PeerId) {
+        self.insert(peer, true);
+    }
+
+    /// Adds a viewer and returns its first neighbours to dial (empty if it was already in).
+    pub fn join(&mut self, peer: PeerId) -> Vec<PeerId> {
+        if !self.insert(peer, false) {
+            return Vec::new();
+        }
+        let want = self.config.initial_neighbours;
+        self.more(peer, want)
+    }
+
+    /// Picks up to `want` new neighbours for `peer` and records the pairs.
+    pub fn more(&mut self, peer: PeerId, want: usize) -> Vec<PeerId> {
+        let Some(me) = self.peers.get(&peer) else {
+            return Vec::new();
+        };
+        let limit = self.limit(me);
+        let want = want.min(limit.saturating_sub(me.neighbours.len()));
+        if want == 0 {
+            return Vec::new();
+        }
+        let me_seeder = me.seeder;
+        let candidates = self.sample_candidates();
+        let jitter: Vec<f32> = candidates
+            .iter()
+            .map(|_| (self.rng.next_u32() % 1000) as f32 / 1000.0)
+            .collect();
+        let mut scored: Vec<(f32, PeerId)> = candidates
+            .into_iter()
+            .zip(jitter)
+            .filter_map(|(c, jitter)| {
+                if c == peer {
+                    return None;
+                }
+                let e = &self.peers[&c];
+                if e.neighbours.contains(&peer) || (e.seeder && me_seeder) {
+                    return None;
+                }
+                let free = self.limit(e).saturating_sub(e.neighbours.len());
+                if free == 0 {
+                    return None;
+                }
+                Some((self.score(e, free) + jitter, c))
+            })
+            .collect();
+        // Highest score first; ties broken by id for determinism.
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let picked: Vec<PeerId> = scored.into_iter().take(want).map(|(_, c)| c).collect();
+        for &c in &picked {
+            self.link(peer, c);
+        }
+        picked
+    }
+
+    fn limit(&self, e: &Entry) -> usize {
+        if e.seeder {
+            self.config.seeder_neighbours
+        } else {
+            self.config.max_neighbours
+        }
+    }
+
+    /// Higher is better: free slots, spare upload, close to the live edge; the seeder first
+    /// while it has room (newcomers need the freshest data).
+    fn score(&self, e: &Entry, free: usize) -> f32 {
+        let lag = self.live_edge.saturating_sub(e.report.latest_seq).min(20) as f32;
+        let seeder_bonus = if e.seeder { 2.0 } else { 0.0 };
+        free as f32 / self.config.max_neighbours as f32
+            + e.report.spare_upload.clamp(0.0, 4.0) * 0.5
+            - lag * 0.1
+            + seeder_bonus
+    }
+
+    /// All peers when the channel is small, else a uniform random sample.
+    fn sample_candidates(&mut self) -> Vec<PeerId> {
+        let n = self.order.len();
+        if n <= self.config.sample {
+            return self.order.clone();
+        }
+        let mut out = Vec::with_capacity(self.config.sample + 1);
+        for _ in 0..self.config.sample {
+            let i = (self.rng.next_u64() % n as u64) as usize;
+            out.push(self.order[i]);
+        }
+        // Seeders are few and matter most to newcomers: always consider them.
+        out.extend(
+            self.peers
+                .iter()
+                .filter(|(_, e)| e.seeder)
+                .map(|(id, _)| *id),
+        );
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    fn link(&mut self, a: PeerId, b: PeerId) {
+        if let Some(e) = self.peers.get_mut(&a) {
+            e.neighbours.insert(b);
+        }
+        if let Some(e) = self.peers.get_mut(&b) {
+            e.neighbours.insert(a);
+        }
+    }
+
+    /// Records what `peer` says of itself (spare upload, newest chunk).
+    pub fn report(&mut self, peer: PeerId, report: PeerReport) {
+        self.live_edge = self.live_edge.max(report.latest_seq);
+        if let Some(e) = self.peers.get_mut(&peer) {
+            e.report = report;
+        }
+    }
+
+    /// Tells the tracker the newest chunk published (keeps lag scores meaningful).
+    pub fn set_live_edge(&mut self, seq: u64) {
+        self.live_edge = self.live_edge.max(seq);
+    }
+
+    /// The link between `a` and `b` is gone (closed, failed or dropped by either side): both
+    /// get the slot back and the pair may be assigned again later.
+    pub fn unlink(&mut self, a: PeerId, b: PeerId) {
+        if let Some(e) = self.peers.get_mut(&a) {
+            e.neighbours.remove(&b);
+        }
+        if let Some(e) = self.peers.get_mut(&b) {
+            e.neighbours.remove(&a);
+        }
+    }
+
+    /// Removes `peer`; returns the neighbours that should be told it left.
+    pub fn leave(&mut self, peer: PeerId) -> Vec<PeerId> {
+        let Some(e) = self.peers.remove(&peer) else {
+            return Vec::new();
+        };
+        // Swap-remove from the sampling order, fixing the moved peer's slot.
+        let last = self.order.len() - 1;
+        self.order.swap(e.slot, last);
+        self.order.pop();
+        if e.slot < self.order.len() {
+            let moved = self.order[e.slot];
+            if let Some(m) = self.peers.get_mut(&moved) {
+                m.slot = e.slot;
+            }
+        }
+        for n in &e.neighbours {
+            if let Some(ne) = self.peers.get_mut(n) {
+                ne.neighbours.remove(&peer);
+            }
+        }
+        e.neighbours.into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_the_same_pair_twice_and_limits_hold() {
+        let cfg = TrackerConfig {
+            initial_neighbours: 4,
+            max_neighbours: 6,
+            seeder_neighbours: 2,
+            sample: 16,
+        };
+        let mut t = Tracker::new(cfg, 1);
+        t.add_seeder(0);
+        for p in 1..200 {
+            let got = t.join(p);
+            let mut dedup = got.clone();
+            dedup.sort();
+            dedup.dedup();
+            assert_eq!(dedup.len(), got.len());
+            assert!(!got.contains(&p));
+        }
+        for p in 1..200 {
+            assert!(t.neighbours(p).count() <= 6);
+            // Symmetric.
+            for n in t.neighbours(p).collect::<Vec<_>>() {
+                assert!(t.neighbours(n).any(|x| x == p));
+            }
+        }
+        assert_eq!(t.neighbours(0).count(), 2);
+        // Asking again for an existing pair never returns it.
+        let before: Vec<_> = t.neighbours(5).collect();
+        let more = t.more(5, 10);
+        assert!(more.iter().all(|m| !before.contains(m)));
+    }
+
+    #[test]
+    fn leave_frees_slots_and_reports_neighbours() {
+        let mut t = Tracker::new(TrackerConfig::default(), 2);
+        t.add_seeder(0);
+        let first = t.join(1);
+        assert_eq!(first, vec![0]);
+        t.join(2);
+        let told = t.leave(1);
+        assert!(told.contains(&0));
+        assert_eq!(t.neighbours(0).filter(|&n| n == 1).count(), 0);
+        assert!(!t.contains(1));
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn prefers_spare_upload_and_fresh_peers() {
+        let mut t = Tracker::new(TrackerConfig::default(), 3);
+        for p in 1..=20 {
+            t.join(p);
+            for n in t.neighbours(p).collect::<Vec<_>>() {
+                t.unlink(p, n);
+            }
+        }
+        t.report(7, PeerReport { spare_upload: 4.0, latest_seq: 100 });
+        for p in 1..=20 {
+            if p != 7 {
+                t.report(p, PeerReport { spare_upload: 0.0, latest_seq: 90 });
+            }
+        }
+        let got = t.join(99);
+        assert_eq!(got[0], 7);
+    }
+
+    #[test]
+    fn same_seed_same_picks() {
+        let run = || {
+            let mut t = Tracker::new(TrackerConfig::default(), 42);
+            (0..300).map(|p| t.join(p)).collect::<Vec<_>>()
+        };
+        assert_eq!(run(), run());
+    }
+}

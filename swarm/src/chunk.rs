@@ -1,0 +1,330 @@
+//! Signed chunks: the unit a live channel is cut into, and the pieces it travels as.
+//!
+//! A chunk is one fMP4 fragment. Its [`ChunkHeader`] carries the SHA-256 of the whole chunk,
+//! the SHA-256 of every piece, and an Ed25519 signature by the channel's key over all of it.
+//! A peer that holds a verified header can therefore check each piece the moment it arrives
+//! and relay it on at once, instead of waiting for the whole chunk.
+
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::codec::{Reader, Writer};
+use crate::DecodeError;
+
+/// Largest wire message, in bytes. Every browser's SCTP stack accepts messages this size.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+/// Bytes of chunk data carried by one piece (all pieces but a chunk's last are this long).
+/// Leaves room for the piece message's own framing inside [`MAX_MESSAGE`].
+pub const PIECE_SIZE: usize = MAX_MESSAGE - 64;
+/// Most pieces a chunk may have: its header, with one hash per piece, must fit one message.
+pub const MAX_PIECES: usize = 400;
+/// Largest chunk, in bytes (about 6.5 MB: 26 s at 2 Mbit/s, or 2.6 s at 20 Mbit/s).
+pub const MAX_CHUNK_BYTES: usize = PIECE_SIZE * MAX_PIECES;
+
+/// Domain separation for chunk signatures, so a signature can never be replayed as anything else.
+const SIGN_CONTEXT: &[u8] = b"shoal-chunk-v1\0";
+/// Bytes of a header before its piece hashes and signature.
+const FIXED_LEN: usize = 8 + 8 + 4 + 1 + 4 + 32 + 2;
+
+/// A SHA-256 digest.
+pub type Hash = [u8; 32];
+
+/// Why a chunk or piece failed verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerifyError {
+    /// The Ed25519 signature does not match the channel's key.
+    BadSignature,
+    /// The bytes' SHA-256 differs from the signed one.
+    HashMismatch,
+    /// The bytes' length differs from the signed one.
+    LengthMismatch,
+    /// The piece index is outside the chunk.
+    NoSuchPiece,
+    /// The header's piece list does not fit its length.
+    Inconsistent,
+}
+
+impl core::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            VerifyError::BadSignature => "chunk signature does not verify with the channel key",
+            VerifyError::HashMismatch => "bytes do not match the signed SHA-256",
+            VerifyError::LengthMismatch => "bytes do not have the signed length",
+            VerifyError::NoSuchPiece => "piece index outside the chunk",
+            VerifyError::Inconsistent => "header's piece hashes do not fit its length",
+        })
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+/// The signed description of one chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkHeader {
+    /// Sequence number, increasing by one per chunk for the life of the channel.
+    pub seq: u64,
+    /// Origin timestamp of the chunk's publication, microseconds since the Unix epoch.
+    pub timestamp_us: u64,
+    /// Media duration, microseconds.
+    pub duration_us: u32,
+    /// Whether the chunk starts with a keyframe (a player may join here).
+    pub keyframe: bool,
+    /// Length of the chunk's bytes.
+    pub len: u32,
+    /// SHA-256 of the whole chunk.
+    pub hash: Hash,
+    /// SHA-256 of each piece, in order.
+    pub piece_hashes: Vec<Hash>,
+    /// Ed25519 signature by the channel key over everything above.
+    pub signature: [u8; 64],
+}
+
+/// Number of pieces a chunk of `len` bytes travels as.
+pub fn piece_count(len: usize) -> usize {
+    len.div_ceil(PIECE_SIZE).max(1)
+}
+
+/// Byte range of piece `index` in a chunk of `len` bytes.
+pub fn piece_range(len: usize, index: usize) -> core::ops::Range<usize> {
+    let start = (index * PIECE_SIZE).min(len);
+    let end = (start + PIECE_SIZE).min(len);
+    start..end
+}
+
+fn sha256(bytes: &[u8]) -> Hash {
+    Sha256::digest(bytes).into()
+}
+
+impl ChunkHeader {
+    /// Describes and signs `bytes` as chunk `seq`. Fails if the chunk is larger than
+    /// [`MAX_CHUNK_BYTES`].
+    pub fn sign(
+        key: &SigningKey,
+        seq: u64,
+        timestamp_us: u64,
+        duration_us: u32,
+        keyframe: bool,
+        bytes: &[u8],
+    ) -> Result<Self, DecodeError> {
+        if bytes.len() > MAX_CHUNK_BYTES {
+            return Err(DecodeError::TooLarge);
+        }
+        let piece_hashes = (0..piece_count(bytes.len()))
+            .map(|i| sha256(&bytes[piece_range(bytes.len(), i)]))
+            .collect();
+        let mut header = ChunkHeader {
+            seq,
+            timestamp_us,
+            duration_us,
+            keyframe,
+            // Bounded by MAX_CHUNK_BYTES above, which fits u32.
+            len: bytes.len() as u32,
+            hash: sha256(bytes),
+            piece_hashes,
+            signature: [0; 64],
+        };
+        header.signature = key.sign(&header.signed_bytes()).to_bytes();
+        Ok(header)
+    }
+
+    /// The bytes the signature covers.
+    fn signed_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(SIGN_CONTEXT.len() + self.encoded_len());
+        w.bytes(SIGN_CONTEXT);
+        self.encode_unsigned(&mut w);
+        w.into_inner()
+    }
+
+    fn encode_unsigned(&self, w: &mut Writer) {
+        w.u64(self.seq);
+        w.u64(self.timestamp_us);
+        w.u32(self.duration_us);
+        w.u8(self.keyframe as u8);
+        w.u32(self.len);
+        w.bytes(&self.hash);
+        // At most MAX_PIECES, checked on decode and by construction in `sign`.
+        w.u16(self.piece_hashes.len() as u16);
+        for h in &self.piece_hashes {
+            w.bytes(h);
+        }
+    }
+
+    /// Length of [`ChunkHeader::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        FIXED_LEN + 32 * self.piece_hashes.len() + 64
+    }
+
+    /// Appends the header's wire form.
+    pub fn encode(&self, w: &mut Writer) {
+        self.encode_unsigned(w);
+        w.bytes(&self.signature);
+    }
+
+    /// The header's wire form as a fresh buffer (used by the HTTP fallback).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(self.encoded_len());
+        self.encode(&mut w);
+        w.into_inner()
+    }
+
+    /// Reads a header; checks its shape (piece count fits the length), not its signature.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let seq = r.u64()?;
+        let timestamp_us = r.u64()?;
+        let duration_us = r.u32()?;
+        let keyframe = match r.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(DecodeError::Invalid("keyframe flag")),
+        };
+        let len = r.u32()?;
+        if len as usize > MAX_CHUNK_BYTES {
+            return Err(DecodeError::TooLarge);
+        }
+        let hash = r.array::<32>()?;
+        let n = r.u16()? as usize;
+        if n != piece_count(len as usize) {
+            return Err(DecodeError::Invalid("piece count does not fit chunk length"));
+        }
+        // n is bounded by MAX_PIECES through the length check above, and each hash is read
+        // from the message itself, so this never allocates more than the message holds.
+        r.need(32 * n + 64)?;
+        let mut piece_hashes = Vec::with_capacity(n);
+        for _ in 0..n {
+            piece_hashes.push(r.array::<32>()?);
+        }
+        let signature = r.array::<64>()?;
+        Ok(ChunkHeader {
+            seq,
+            timestamp_us,
+            duration_us,
+            keyframe,
+            len,
+            hash,
+            piece_hashes,
+            signature,
+        })
+    }
+
+    /// Parses a header from exactly `bytes`.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let h = Self::decode(&mut r)?;
+        r.finish()?;
+        Ok(h)
+    }
+
+    /// Checks the signature with the channel's key.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), VerifyError> {
+        if self.piece_hashes.len() != piece_count(self.len as usize) {
+            return Err(VerifyError::Inconsistent);
+        }
+        let sig = Signature::from_bytes(&self.signature);
+        key.verify(&self.signed_bytes(), &sig)
+            .map_err(|_| VerifyError::BadSignature)
+    }
+
+    /// Number of pieces of this chunk.
+    pub fn pieces(&self) -> usize {
+        self.piece_hashes.len()
+    }
+
+    /// Expected length of piece `index`.
+    pub fn piece_len(&self, index: usize) -> usize {
+        piece_range(self.len as usize, index).len()
+    }
+
+    /// Checks one piece against its signed hash (the header must have been verified).
+    pub fn verify_piece(&self, index: usize, data: &[u8]) -> Result<(), VerifyError> {
+        let want = self.piece_hashes.get(index).ok_or(VerifyError::NoSuchPiece)?;
+        if data.len() != self.piece_len(index) {
+            return Err(VerifyError::LengthMismatch);
+        }
+        if &sha256(data) != want {
+            return Err(VerifyError::HashMismatch);
+        }
+        Ok(())
+    }
+
+    /// Checks a whole chunk's bytes against the signed length and SHA-256.
+    pub fn verify_bytes(&self, bytes: &[u8]) -> Result<(), VerifyError> {
+        if bytes.len() != self.len as usize {
+            return Err(VerifyError::LengthMismatch);
+        }
+        if sha256(bytes) != self.hash {
+            return Err(VerifyError::HashMismatch);
+        }
+        Ok(())
+    }
+}
+
+/// A whole, verified chunk: header plus bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The signed header.
+    pub header: ChunkHeader,
+    /// The fMP4 fragment (`moof`+`mdat`).
+    pub bytes: Vec<u8>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_bytes(&[7; 32])
+    }
+
+    #[test]
+    fn sign_verify_roundtrip() {
+        let bytes: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let h = ChunkHeader::sign(&key(), 5, 1_000, 500_000, true, &bytes).unwrap();
+        assert_eq!(h.pieces(), 3);
+        h.verify(&key().verifying_key()).unwrap();
+        h.verify_bytes(&bytes).unwrap();
+        for i in 0..3 {
+            h.verify_piece(i, &bytes[piece_range(bytes.len(), i)])
+                .unwrap();
+        }
+        let parsed = ChunkHeader::from_bytes(&h.to_bytes()).unwrap();
+        assert_eq!(parsed, h);
+        assert_eq!(h.to_bytes().len(), h.encoded_len());
+    }
+
+    #[test]
+    fn tampering_is_caught() {
+        let bytes = vec![1u8; 20_000];
+        let h = ChunkHeader::sign(&key(), 1, 0, 500_000, false, &bytes).unwrap();
+        let mut forged = h.clone();
+        forged.seq = 2;
+        assert_eq!(
+            forged.verify(&key().verifying_key()),
+            Err(VerifyError::BadSignature)
+        );
+        let other = SigningKey::from_bytes(&[8; 32]);
+        assert_eq!(
+            h.verify(&other.verifying_key()),
+            Err(VerifyError::BadSignature)
+        );
+        let mut bad = bytes.clone();
+        bad[0] ^= 1;
+        assert_eq!(h.verify_bytes(&bad), Err(VerifyError::HashMismatch));
+        assert_eq!(
+            h.verify_piece(0, &bad[..PIECE_SIZE]),
+            Err(VerifyError::HashMismatch)
+        );
+        assert_eq!(h.verify_piece(9, &bad), Err(VerifyError::NoSuchPiece));
+    }
+
+    #[test]
+    fn empty_chunk_has_one_empty_piece() {
+        let h = ChunkHeader::sign(&key(), 0, 0, 0, true, &[]).unwrap();
+        assert_eq!(h.pieces(), 1);
+        h.verify_piece(0, &[]).unwrap();
+    }
+
+    #[test]
+    fn biggest_header_fits_a_message() {
+        assert!(FIXED_LEN + 32 * MAX_PIECES + 64 + 16 <= MAX_MESSAGE);
+    }
+}

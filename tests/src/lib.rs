@@ -1,0 +1,1 @@
+//! Shoal's workspace tests: the swarm simulator and load generators.
