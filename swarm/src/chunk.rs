@@ -267,6 +267,69 @@ pub struct Chunk {
     pub bytes: Vec<u8>,
 }
 
+impl Chunk {
+    /// The HTTP fallback's body: the header's length (u32, big-endian), the header, the bytes.
+    pub fn to_framed(&self) -> Vec<u8> {
+        let header = self.header.to_bytes();
+        let mut w = Writer::with_capacity(4 + header.len() + self.bytes.len());
+        // A header is at most one message long, far below u32::MAX.
+        w.u32(header.len() as u32);
+        w.bytes(&header);
+        w.bytes(&self.bytes);
+        w.into_inner()
+    }
+
+    /// Parses [`Chunk::to_framed`]'s output and checks it against `key`: the signature, the
+    /// length and the SHA-256 of the bytes.
+    pub fn from_framed(body: &[u8], key: &VerifyingKey) -> Result<Chunk, ChunkError> {
+        let mut r = Reader::new(body);
+        let n = r.u32()? as usize;
+        if n > MAX_MESSAGE {
+            return Err(DecodeError::TooLarge.into());
+        }
+        let header = ChunkHeader::from_bytes(r.take(n)?)?;
+        header.verify(key)?;
+        let bytes = r.rest();
+        header.verify_bytes(bytes)?;
+        Ok(Chunk {
+            header,
+            bytes: bytes.to_vec(),
+        })
+    }
+}
+
+/// Why a framed chunk was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkError {
+    /// Malformed bytes.
+    Decode(DecodeError),
+    /// Well-formed but not what the channel key signed.
+    Verify(VerifyError),
+}
+
+impl From<DecodeError> for ChunkError {
+    fn from(e: DecodeError) -> Self {
+        ChunkError::Decode(e)
+    }
+}
+
+impl From<VerifyError> for ChunkError {
+    fn from(e: VerifyError) -> Self {
+        ChunkError::Verify(e)
+    }
+}
+
+impl core::fmt::Display for ChunkError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ChunkError::Decode(e) => write!(f, "malformed chunk: {e}"),
+            ChunkError::Verify(e) => write!(f, "chunk failed verification: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ChunkError {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +377,25 @@ mod tests {
             Err(VerifyError::HashMismatch)
         );
         assert_eq!(h.verify_piece(9, &bad), Err(VerifyError::NoSuchPiece));
+    }
+
+    #[test]
+    fn framed_roundtrip_and_rejects_forgery() {
+        let bytes = vec![3u8; 50_000];
+        let header = ChunkHeader::sign(&key(), 9, 1, 2, true, &bytes).unwrap();
+        let chunk = Chunk { header, bytes };
+        let framed = chunk.to_framed();
+        let vk = key().verifying_key();
+        assert_eq!(Chunk::from_framed(&framed, &vk).unwrap(), chunk);
+        let mut bad = framed.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            Chunk::from_framed(&bad, &vk),
+            Err(ChunkError::Verify(VerifyError::HashMismatch))
+        ));
+        assert!(Chunk::from_framed(&framed[..10], &vk).is_err());
+        let other = SigningKey::from_bytes(&[1; 32]).verifying_key();
+        assert!(Chunk::from_framed(&framed, &other).is_err());
     }
 
     #[test]

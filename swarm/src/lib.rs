@@ -5,6 +5,6 @@ pub mod chunk;
 pub mod codec;
 pub mod wire;
 
-pub use chunk::{Chunk, ChunkHeader, VerifyError};
+pub use chunk::{Chunk, ChunkError, ChunkHeader, VerifyError};
 pub use codec::DecodeError;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
