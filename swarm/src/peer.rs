@@ -1,0 +1,1778 @@
+//! The swarm peer: one state machine per viewer (or relay, or origin seeder).
+//!
+//! How chunks move:
+//! - **Push trees.** The stream is split into substreams (piece `i` of chunk `s` belongs to
+//!   substream `(s + i) % K`). For each substream a peer subscribes to one neighbour, its
+//!   parent there, which pushes every new piece of that substream the moment it has verified
+//!   it. Parents accept children only while their measured upload allows; children choose
+//!   parents close to the origin (small depth) and leave parents that keep missing pieces.
+//! - **Pull repair.** Peers announce complete chunks (`Have`, periodic `Status`). A piece whose
+//!   push is late is requested from a neighbour that holds the chunk, most urgent first near the
+//!   playhead and rarest first further ahead, spread over neighbours by measured throughput;
+//!   requests time out and are re-sent elsewhere.
+//! - **HTTP fallback.** Only when a chunk is still incomplete close to its playback deadline.
+//!
+//! Every header is checked against the channel key and every piece against its signed hash
+//! before it is stored, played or relayed; a neighbour that sends anything that fails is
+//! dropped and banned for the session.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use ed25519_dalek::VerifyingKey;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::chunk::{Chunk, ChunkHeader, PIECE_SIZE};
+use crate::config::Config;
+use crate::metrics::{Metrics, Source};
+use crate::store::{Store, MAX_STASHED};
+use crate::wire::{Message, MAP_CHUNKS, NO_DEPTH};
+
+/// A neighbour's id, as the driver (and the signaling server) names it.
+pub type PeerId = u64;
+/// A point on the driver's monotonic clock, in microseconds.
+pub type Time = u64;
+
+/// Something that happened to the peer.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// A data channel to a neighbour opened. `seeder`: the neighbour is the origin seeder.
+    Connected {
+        /// The neighbour.
+        peer: PeerId,
+        /// Whether it is the channel's origin seeder.
+        seeder: bool,
+    },
+    /// The data channel to a neighbour closed or failed.
+    Disconnected {
+        /// The neighbour.
+        peer: PeerId,
+    },
+    /// A message arrived from a neighbour.
+    Message {
+        /// The neighbour.
+        from: PeerId,
+        /// The message's bytes.
+        bytes: &'a [u8],
+    },
+    /// `bytes` of what was sent to `to` have left the link's send buffer.
+    Sent {
+        /// The neighbour.
+        to: PeerId,
+        /// Bytes drained.
+        bytes: usize,
+    },
+    /// An HTTP fallback fetch finished: the framed chunk body, or `None` if it failed.
+    Http {
+        /// The chunk asked for.
+        seq: u64,
+        /// The response body ([`Chunk::to_framed`] form), or `None` on failure.
+        body: Option<&'a [u8]>,
+    },
+    /// The origin cut a new chunk (origin seeder only).
+    Publish(Chunk),
+    /// The player stalled on its own (e.g. the video element ran dry): re-anchor playback.
+    PlayerStalled,
+    /// The wake-up time asked for has come (or any other reason to look at timers).
+    Timeout,
+}
+
+/// Why a neighbour was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// It sent a header, piece or chunk that failed verification, or a malformed message.
+    Lying,
+    /// It stopped answering.
+    Dead,
+    /// It keeps failing requests it claimed it could serve.
+    Useless,
+}
+
+/// Something the peer reports as it happens (for logs and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A chunk became complete and verified.
+    ChunkComplete {
+        /// The chunk.
+        seq: u64,
+    },
+    /// Playback skipped chunks it could not get in time.
+    Skipped {
+        /// First chunk skipped.
+        from: u64,
+        /// Chunk playback resumed at.
+        to: u64,
+    },
+}
+
+/// Something the driver must do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send these bytes to a neighbour's data channel (one message).
+    Send {
+        /// The neighbour.
+        to: PeerId,
+        /// One encoded message, at most [`crate::chunk::MAX_MESSAGE`] bytes.
+        bytes: Vec<u8>,
+    },
+    /// Fetch this chunk from the origin over HTTP and report with [`Input::Http`].
+    HttpFetch {
+        /// The chunk.
+        seq: u64,
+    },
+    /// A verified chunk, in order, ready for the player.
+    Play(Chunk),
+    /// Close the link to this neighbour (and tell the signaling server).
+    Drop {
+        /// The neighbour.
+        peer: PeerId,
+        /// Why.
+        reason: DropReason,
+    },
+    /// Ask the signaling server for this many more neighbours.
+    NeedPeers {
+        /// How many.
+        count: usize,
+    },
+    /// Tell the signaling server's tracker about this peer.
+    Report {
+        /// Upload the peer can still offer, in copies of the stream.
+        spare_upload: f32,
+        /// Newest chunk held.
+        latest: u64,
+    },
+    /// Something happened.
+    Event(Event),
+    /// Call [`Peer::handle`] with [`Input::Timeout`] at this time (replaces earlier wakes).
+    Wake(Time),
+}
+
+/// Housekeeping cadence.
+const TICK: Time = 100_000;
+/// How long a request may go unanswered.
+const REQUEST_TIMEOUT: Time = 900_000;
+/// Most outstanding piece requests to one neighbour.
+const MAX_REQUESTS_PER_PEER: usize = 12;
+/// Piece sends queued for one neighbour at most (bounds what a requester can make us hold).
+const MAX_QUEUED_PER_PEER: usize = 96;
+/// How long to wait for a subscription answer.
+const SUBSCRIBE_TIMEOUT: Time = 2_000_000;
+/// How long a parent that kept missing pieces is avoided for that substream.
+const AVOID_FOR: Time = 10_000_000;
+/// Failed requests after which a neighbour is dropped as useless.
+const MAX_STRIKES: u32 = 6;
+/// Playback skips ahead after stalling this long on a missing chunk.
+const JUMP_AFTER: Time = 2_000_000;
+/// Playback jumps to the newest chunk when it lags the target by more than this.
+const MAX_EXTRA_DELAY: Time = 4_000_000;
+/// Pieces pushed to a child are dropped from the queue after this long.
+const PUSH_STALE: Time = 3_000_000;
+
+/// Per-neighbour state.
+#[derive(Debug)]
+struct Neighbour {
+    seeder: bool,
+    since: Time,
+    last_heard: Time,
+    /// Complete chunks it announced.
+    have: BTreeSet<u64>,
+    latest: u64,
+    depths: Vec<u8>,
+    spare: u8,
+    /// Substreams this peer pushes to it.
+    serving: u16,
+    /// When each served substream was accepted (for shedding the newest first).
+    serving_since: Time,
+    /// Substreams it pushes to this peer.
+    parent_for: u16,
+    /// Bytes handed to its link and not yet drained.
+    in_flight: usize,
+    /// Pieces queued for it.
+    queued: usize,
+    /// Outstanding piece requests this peer made to it.
+    requests: usize,
+    /// Received-throughput estimate, bytes per second.
+    rate: f64,
+    strikes: u32,
+    /// Substreams it should not be chosen as parent for, until this time.
+    avoid_until: Time,
+    avoid_mask: u16,
+    /// Chunks it told us to stop sending.
+    cancelled: BTreeSet<u64>,
+}
+
+impl Neighbour {
+    fn new(seeder: bool, now: Time) -> Self {
+        Neighbour {
+            seeder,
+            since: now,
+            last_heard: now,
+            have: BTreeSet::new(),
+            latest: 0,
+            depths: Vec::new(),
+            spare: 0,
+            serving: 0,
+            serving_since: now,
+            parent_for: 0,
+            in_flight: 0,
+            queued: 0,
+            requests: 0,
+            rate: 250_000.0,
+            strikes: 0,
+            avoid_until: 0,
+            avoid_mask: 0,
+            cancelled: BTreeSet::new(),
+        }
+    }
+
+    fn depth(&self, s: usize) -> u8 {
+        self.depths.get(s).copied().unwrap_or(NO_DEPTH)
+    }
+}
+
+/// Where playback stands.
+#[derive(Debug, Clone, Copy)]
+struct Playout {
+    /// Local time at which chunk `anchor_seq` plays.
+    anchor_local: Time,
+    /// Origin timestamp of `anchor_seq`.
+    anchor_ts: u64,
+    /// Next chunk to come due.
+    head: u64,
+}
+
+/// One swarm peer. See the crate docs for how to drive it.
+#[derive(Debug)]
+pub struct Peer {
+    cfg: Config,
+    key: VerifyingKey,
+    rng: ChaCha8Rng,
+    started: Time,
+    store: Store,
+    neighbours: BTreeMap<PeerId, Neighbour>,
+    banned: BTreeSet<PeerId>,
+    out: VecDeque<Output>,
+    /// Pieces waiting for upload: (seq, piece, to), most urgent (oldest) first.
+    queue: BTreeSet<(u64, u16, PeerId)>,
+    in_flight: usize,
+    tokens: f64,
+    tokens_at: Time,
+    /// Upload capacity estimate, bytes per second (measured while backlogged).
+    capacity: Option<f64>,
+    win_start: Time,
+    win_sent: u64,
+    win_saturated: Time,
+    saturated: bool,
+    last_event: Time,
+    served: usize,
+    /// Newest verified chunk.
+    latest: Option<u64>,
+    /// Estimated stream bitrate, bytes per second.
+    bitrate: f64,
+    /// Mean chunk duration, microseconds.
+    chunk_duration: f64,
+    /// A chunk whose timestamp is known, for estimating others'.
+    ts_ref: Option<(u64, u64)>,
+    /// min(local arrival − origin timestamp) over verified headers: maps origin time to local.
+    edge_offset: Option<i64>,
+    /// First chunk this peer wants (its join point).
+    start: Option<u64>,
+    playout: Option<Playout>,
+    next_emit: u64,
+    parents: Vec<Option<PeerId>>,
+    pending: Vec<Option<(PeerId, Time)>>,
+    /// Per substream, moving share of chunks whose pieces the parent failed to push.
+    miss: Vec<f64>,
+    last_depths: Vec<u8>,
+    next_tick: Time,
+    next_status: Time,
+    next_need: Time,
+    wake: Option<Time>,
+    metrics: Metrics,
+}
+
+impl Peer {
+    /// A new peer for the channel whose chunks `key` signs. `seed` drives all its randomness.
+    pub fn new(cfg: Config, key: VerifyingKey, now: Time, seed: u64) -> Self {
+        let k = cfg.substreams();
+        let origin = cfg.origin;
+        let chunk_duration = 500_000.0;
+        let bitrate = cfg.bitrate_hint;
+        let mut p = Peer {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            key,
+            started: now,
+            store: Store::default(),
+            neighbours: BTreeMap::new(),
+            banned: BTreeSet::new(),
+            out: VecDeque::new(),
+            queue: BTreeSet::new(),
+            in_flight: 0,
+            tokens: 2.0 * PIECE_SIZE as f64,
+            tokens_at: now,
+            capacity: None,
+            win_start: now,
+            win_sent: 0,
+            win_saturated: 0,
+            saturated: false,
+            last_event: now,
+            served: 0,
+            latest: None,
+            bitrate,
+            chunk_duration,
+            ts_ref: None,
+            edge_offset: None,
+            start: None,
+            playout: None,
+            next_emit: 0,
+            parents: vec![None; k],
+            pending: vec![None; k],
+            miss: vec![0.0; k],
+            last_depths: vec![if origin { 0 } else { NO_DEPTH }; k],
+            next_tick: now,
+            next_status: now,
+            next_need: now,
+            wake: None,
+            metrics: Metrics::default(),
+            cfg,
+        };
+        if !origin {
+            p.out.push_back(Output::NeedPeers {
+                count: p.cfg.target_neighbours,
+            });
+            p.next_need = now + 2_000_000;
+        }
+        p.arm(now);
+        p
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// What the peer has done so far.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Current neighbours.
+    pub fn neighbours(&self) -> impl Iterator<Item = PeerId> + '_ {
+        self.neighbours.keys().copied()
+    }
+
+    /// Whether a neighbour was banned for lying.
+    pub fn is_banned(&self, peer: PeerId) -> bool {
+        self.banned.contains(&peer)
+    }
+
+    /// Newest verified chunk held or seen.
+    pub fn latest(&self) -> Option<u64> {
+        self.latest
+    }
+
+    /// Whether chunk `seq` is held complete and verified.
+    pub fn has_chunk(&self, seq: u64) -> bool {
+        self.store.has_complete(seq)
+    }
+
+    /// Upload capacity estimate in bytes per second, once measured.
+    pub fn upload_capacity(&self) -> Option<f64> {
+        self.capacity
+    }
+
+    /// Origin timestamp of the media playing now (players only, once playback started).
+    pub fn playhead_timestamp(&self, now: Time) -> Option<u64> {
+        let p = self.playout?;
+        let ts = p.anchor_ts as i64 + (now as i64 - p.anchor_local as i64);
+        Some(ts.max(0) as u64)
+    }
+
+    /// How far behind the live edge playback runs now, microseconds (players only).
+    pub fn playback_delay(&self, now: Time) -> Option<Time> {
+        let p = self.playout?;
+        let offset = self.edge_offset?;
+        // The media time playing now, mapped to local time of its publication.
+        let playing_ts = p.anchor_ts as i64 + (now as i64 - p.anchor_local as i64);
+        let published_local = playing_ts + offset;
+        Some((now as i64 - published_local).max(0) as Time)
+    }
+
+    /// Next output, if any. Drain after every [`Peer::handle`].
+    pub fn poll(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Feeds one input at time `now`.
+    pub fn handle(&mut self, input: Input<'_>, now: Time) {
+        self.account_saturation(now);
+        match input {
+            Input::Connected { peer, seeder } => self.on_connected(peer, seeder, now),
+            Input::Disconnected { peer } => self.forget(peer),
+            Input::Message { from, bytes } => self.on_message(from, bytes, now),
+            Input::Sent { to, bytes } => {
+                if let Some(n) = self.neighbours.get_mut(&to) {
+                    let b = bytes.min(n.in_flight);
+                    n.in_flight -= b;
+                    self.in_flight = self.in_flight.saturating_sub(b);
+                }
+                self.win_sent += bytes as u64;
+            }
+            Input::Http { seq, body } => self.on_http(seq, body, now),
+            Input::Publish(chunk) => self.on_publish(chunk, now),
+            Input::PlayerStalled => {
+                if let Some(p) = self.playout.as_mut() {
+                    p.anchor_local = p.anchor_local.max(now);
+                    self.metrics.stalls += 1;
+                }
+            }
+            Input::Timeout => {}
+        }
+        if now >= self.next_tick {
+            self.tick(now);
+        }
+        self.advance_playout(now);
+        self.pump(now);
+        self.arm(now);
+    }
+
+    // ----- connections -----
+
+    fn on_connected(&mut self, peer: PeerId, seeder: bool, now: Time) {
+        if self.banned.contains(&peer) {
+            self.out.push_back(Output::Drop {
+                peer,
+                reason: DropReason::Lying,
+            });
+            return;
+        }
+        self.neighbours.insert(peer, Neighbour::new(seeder, now));
+        self.send_status_to(peer);
+    }
+
+    /// Removes every trace of a neighbour (link closed, dropped or banned).
+    fn forget(&mut self, peer: PeerId) {
+        let Some(n) = self.neighbours.remove(&peer) else {
+            return;
+        };
+        self.in_flight = self.in_flight.saturating_sub(n.in_flight);
+        self.served -= n.serving.count_ones() as usize;
+        for s in 0..self.parents.len() {
+            if self.parents[s] == Some(peer) {
+                self.parents[s] = None;
+            }
+            if matches!(self.pending[s], Some((p, _)) if p == peer) {
+                self.pending[s] = None;
+            }
+        }
+        self.queue.retain(|&(_, _, to)| to != peer);
+        for slot in self.store.slots.values_mut() {
+            for r in slot.requested.iter_mut() {
+                if matches!(r, Some((p, _)) if *p == peer) {
+                    *r = None;
+                }
+            }
+            if matches!(slot.header_requested, Some((p, _)) if p == peer) {
+                slot.header_requested = None;
+            }
+            slot.stash.retain(|(_, _, from)| *from != peer);
+        }
+    }
+
+    fn drop_peer(&mut self, peer: PeerId, reason: DropReason) {
+        if reason == DropReason::Lying && self.banned.insert(peer) {
+            self.metrics.peers_banned += 1;
+        }
+        if self.neighbours.contains_key(&peer) {
+            self.forget(peer);
+            self.out.push_back(Output::Drop { peer, reason });
+        }
+    }
+
+    // ----- sending -----
+
+    fn send(&mut self, to: PeerId, msg: &Message) {
+        let bytes = msg.encode();
+        if let Some(n) = self.neighbours.get_mut(&to) {
+            n.in_flight += bytes.len();
+            self.in_flight += bytes.len();
+            self.out.push_back(Output::Send { to, bytes });
+        }
+    }
+
+    fn depths(&self) -> Vec<u8> {
+        if self.cfg.origin {
+            return vec![0; self.parents.len()];
+        }
+        (0..self.parents.len())
+            .map(|s| {
+                self.parents[s]
+                    .and_then(|p| self.neighbours.get(&p))
+                    .map(|n| n.depth(s).saturating_add(1).min(NO_DEPTH - 1))
+                    .unwrap_or(NO_DEPTH)
+            })
+            .collect()
+    }
+
+    fn status(&self) -> Message {
+        let latest = self.latest.unwrap_or(0);
+        let base = latest.saturating_sub(MAP_CHUNKS - 1);
+        Message::Status {
+            base,
+            have: self.store.bitmap(base),
+            latest,
+            depths: self.depths(),
+            spare_slots: self.spare_slots().min(255) as u8,
+        }
+    }
+
+    fn send_status_to(&mut self, peer: PeerId) {
+        let msg = self.status();
+        self.send(peer, &msg);
+    }
+
+    // ----- upload budget -----
+
+    fn substream_rate(&self) -> f64 {
+        self.bitrate.max(1.0) / self.parents.len() as f64
+    }
+
+    /// Usable upload in bytes per second, if bounded by a cap or a measurement.
+    fn upload_bound(&self) -> Option<f64> {
+        match (self.capacity, self.cfg.upload_limit) {
+            (Some(c), Some(l)) => Some(c.min(l as f64)),
+            (Some(c), None) => Some(c),
+            (None, Some(l)) => Some(l as f64),
+            (None, None) => None,
+        }
+    }
+
+    /// Substream subscriptions this peer can carry.
+    fn allowed_slots(&self) -> usize {
+        if self.cfg.upload_limit == Some(0) {
+            return 0;
+        }
+        let k = self.parents.len();
+        match self.upload_bound() {
+            Some(bound) => (0.8 * bound / self.substream_rate()) as usize,
+            // Never saturated and uncapped: grow a little past what is used now.
+            None => (self.served + 2).min(4 * k),
+        }
+    }
+
+    fn spare_slots(&self) -> usize {
+        self.allowed_slots().saturating_sub(self.served)
+    }
+
+    fn account_saturation(&mut self, now: Time) {
+        if self.saturated {
+            self.win_saturated += now.saturating_sub(self.last_event);
+        }
+        self.last_event = now;
+        let span = now.saturating_sub(self.win_start);
+        if span >= 1_000_000 {
+            let rate = self.win_sent as f64 * 1e6 / span as f64;
+            let frac = self.win_saturated as f64 / span as f64;
+            if frac > 0.7 && rate > 0.0 {
+                // Backlogged nearly all the window: what drained is what the link can do.
+                self.capacity = Some(match self.capacity {
+                    Some(c) => 0.7 * c + 0.3 * rate,
+                    None => rate,
+                });
+            } else if let Some(c) = self.capacity {
+                if rate > c {
+                    self.capacity = Some(rate);
+                }
+            }
+            self.win_start = now;
+            self.win_sent = 0;
+            self.win_saturated = 0;
+        }
+    }
+
+    /// Hands queued pieces to links while the budget, the send buffers and the cap allow.
+    fn pump(&mut self, now: Time) {
+        self.saturated = false;
+        if let Some(limit) = self.cfg.upload_limit {
+            let dt = now.saturating_sub(self.tokens_at) as f64 / 1e6;
+            self.tokens = (self.tokens + dt * limit as f64).min(2.0 * PIECE_SIZE as f64);
+            self.tokens_at = now;
+        }
+        let total_limit = match self.capacity {
+            Some(c) => (c * 0.1) as usize,
+            None => 0,
+        }
+        .max(3 * PIECE_SIZE)
+        .max(self.cfg.link_buffer);
+        let mut blocked: BTreeSet<PeerId> = BTreeSet::new();
+        let mut cursor = self.queue.first().copied();
+        while let Some(item) = cursor {
+            if self.in_flight >= total_limit {
+                self.saturated = true;
+                break;
+            }
+            if self.cfg.upload_limit.is_some() && self.tokens < PIECE_SIZE as f64 {
+                break;
+            }
+            cursor = self
+                .queue
+                .range((std::ops::Bound::Excluded(item), std::ops::Bound::Unbounded))
+                .next()
+                .copied();
+            let (seq, index, to) = item;
+            if blocked.contains(&to) {
+                continue;
+            }
+            let Some(n) = self.neighbours.get(&to) else {
+                self.queue.remove(&item);
+                continue;
+            };
+            if n.in_flight >= self.cfg.link_buffer {
+                blocked.insert(to);
+                continue;
+            }
+            self.queue.remove(&item);
+            if let Some(n) = self.neighbours.get_mut(&to) {
+                n.queued = n.queued.saturating_sub(1);
+            }
+            let wanted = self.neighbours.get(&to).is_some_and(|n| {
+                !n.have.contains(&seq) && !n.cancelled.contains(&seq)
+            });
+            let Some(slot) = self.store.get(seq) else {
+                continue;
+            };
+            if !wanted || !slot.have.get(index as usize).copied().unwrap_or(false) {
+                continue;
+            }
+            let msg = Message::Piece {
+                seq,
+                index,
+                data: slot.piece(index as usize).to_vec(),
+            };
+            let len = msg_len(&msg);
+            self.metrics.bytes_to_peers += len as u64;
+            self.tokens -= len as f64;
+            self.send(to, &msg);
+        }
+        if !self.queue.is_empty() && !self.saturated {
+            // Blocked by per-link buffers or the cap: count as saturated only if every link
+            // with queued work is full (the uplink itself is the bottleneck).
+            self.saturated = self.cfg.upload_limit.is_none()
+                && self
+                    .queue
+                    .iter()
+                    .all(|(_, _, to)| blocked.contains(to));
+        }
+    }
+
+    fn enqueue(&mut self, to: PeerId, seq: u64, index: u16) -> bool {
+        let Some(n) = self.neighbours.get_mut(&to) else {
+            return false;
+        };
+        if n.queued >= MAX_QUEUED_PER_PEER {
+            return false;
+        }
+        if self.queue.insert((seq, index, to)) {
+            n.queued += 1;
+        }
+        true
+    }
+
+    // ----- receiving -----
+
+    fn on_message(&mut self, from: PeerId, bytes: &[u8], now: Time) {
+        if self.banned.contains(&from) || !self.neighbours.contains_key(&from) {
+            return;
+        }
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(_) => {
+                self.metrics.chunks_rejected += 1;
+                self.drop_peer(from, DropReason::Lying);
+                return;
+            }
+        };
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.last_heard = now;
+        }
+        match msg {
+            Message::Status {
+                base,
+                have,
+                latest,
+                depths,
+                spare_slots,
+            } => {
+                let floor = self.window_floor();
+                let plausible = self.latest.map_or(u64::MAX, |l| l + MAP_CHUNKS);
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    for i in 0..MAP_CHUNKS {
+                        let seq = base.saturating_add(i);
+                        if have & (1 << i) != 0 && seq >= floor && seq <= plausible {
+                            n.have.insert(seq);
+                        }
+                    }
+                    n.latest = n.latest.max(latest);
+                    n.depths = depths;
+                    n.spare = spare_slots;
+                }
+            }
+            Message::Have { seq } => {
+                let plausible = self.latest.map_or(u64::MAX, |l| l + MAP_CHUNKS);
+                if seq >= self.window_floor() && seq <= plausible {
+                    if let Some(n) = self.neighbours.get_mut(&from) {
+                        n.have.insert(seq);
+                        n.latest = n.latest.max(seq);
+                    }
+                }
+            }
+            Message::Cancel { seq } => {
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.cancelled.insert(seq);
+                }
+            }
+            Message::Header(h) => self.on_header(from, h, now),
+            Message::Piece { seq, index, data } => self.on_piece(from, seq, index, &data, now),
+            Message::Request {
+                seq,
+                header,
+                pieces,
+            } => self.on_request(from, seq, header, &pieces),
+            Message::Reject { seq } => self.on_reject(from, seq),
+            Message::Subscribe { mask } => self.on_subscribe(from, mask, now),
+            Message::Accept { mask } => self.on_accept(from, mask, now),
+            Message::Unsubscribe { mask } => {
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    let ended = n.serving & mask;
+                    n.serving &= !mask;
+                    self.served -= ended.count_ones() as usize;
+                    n.parent_for &= !mask;
+                }
+                for s in 0..self.parents.len() {
+                    if mask & (1 << s) != 0 && self.parents[s] == Some(from) {
+                        self.parents[s] = None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Oldest chunk still worth holding.
+    fn window_floor(&self) -> u64 {
+        let span = (self.cfg.window as f64 / self.chunk_duration.max(1.0)) as u64;
+        self.latest.map_or(0, |l| l.saturating_sub(span))
+    }
+
+    fn in_window(&self, seq: u64) -> bool {
+        match self.latest {
+            None => true,
+            Some(l) => seq >= self.window_floor() && seq <= l + MAP_CHUNKS,
+        }
+    }
+
+    fn on_header(&mut self, from: PeerId, h: ChunkHeader, now: Time) {
+        let seq = h.seq;
+        if !self.in_window(seq) || self.start.is_some_and(|s| seq < s) {
+            return;
+        }
+        if self.store.get(seq).is_some_and(|s| s.header.is_some()) {
+            self.metrics.duplicate_bytes += h.encoded_len() as u64;
+            return;
+        }
+        if h.verify(&self.key).is_err() {
+            self.metrics.chunks_rejected += 1;
+            self.drop_peer(from, DropReason::Lying);
+            return;
+        }
+        let source = self.source_of(from);
+        self.metrics.add_in(source, h.encoded_len());
+        self.accept_header(h, now);
+        self.drain_stash(seq, now);
+    }
+
+    fn source_of(&self, from: PeerId) -> Source {
+        match self.neighbours.get(&from) {
+            Some(n) if n.seeder => Source::Seeder,
+            _ => Source::Peer,
+        }
+    }
+
+    /// Installs a verified header: timing estimates, join point, pushes to children.
+    fn accept_header(&mut self, h: ChunkHeader, now: Time) {
+        let seq = h.seq;
+        let offset = now as i64 - h.timestamp_us as i64;
+        self.edge_offset = Some(self.edge_offset.map_or(offset, |o| o.min(offset)));
+        if h.duration_us > 0 {
+            self.chunk_duration = 0.9 * self.chunk_duration + 0.1 * h.duration_us as f64;
+            let rate = h.len as f64 * 1e6 / h.duration_us as f64;
+            self.bitrate = 0.9 * self.bitrate + 0.1 * rate;
+        }
+        if self.ts_ref.is_none_or(|(s, _)| seq > s) {
+            self.ts_ref = Some((seq, h.timestamp_us));
+        }
+        if self.latest.is_none_or(|l| seq > l) {
+            self.latest = Some(seq);
+        }
+        if self.start.is_none() && !self.cfg.origin && h.keyframe {
+            self.start = Some(seq);
+            self.next_emit = seq;
+        }
+        let k = self.parents.len() as u64;
+        let slot = self.store.entry(seq, now);
+        slot.set_header(h.clone());
+        // Children whose substream carries this chunk's first piece get the header pushed.
+        let s = (seq % k) as u16;
+        let children: Vec<PeerId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.serving & (1 << s) != 0 && !n.have.contains(&seq))
+            .map(|(id, _)| *id)
+            .collect();
+        let msg = Message::Header(h);
+        for c in children {
+            self.send(c, &msg);
+        }
+    }
+
+    fn drain_stash(&mut self, seq: u64, now: Time) {
+        let Some(slot) = self.store.get_mut(seq) else {
+            return;
+        };
+        let stash = std::mem::take(&mut slot.stash);
+        for (index, data, from) in stash {
+            if self.neighbours.contains_key(&from) {
+                self.on_piece(from, seq, index, &data, now);
+            }
+        }
+    }
+
+    fn on_piece(&mut self, from: PeerId, seq: u64, index: u16, data: &[u8], now: Time) {
+        if !self.in_window(seq) || self.start.is_some_and(|s| seq < s) || self.cfg.origin {
+            self.metrics.duplicate_bytes += data.len() as u64;
+            return;
+        }
+        let slot = self.store.entry(seq, now);
+        let Some(header) = slot.header.as_ref() else {
+            if slot.stash.len() < MAX_STASHED {
+                slot.stash.push((index, data.to_vec(), from));
+                if slot.header_requested.is_none() {
+                    slot.header_requested = Some((from, now + REQUEST_TIMEOUT));
+                    self.send(
+                        from,
+                        &Message::Request {
+                            seq,
+                            header: true,
+                            pieces: Vec::new(),
+                        },
+                    );
+                }
+            }
+            return;
+        };
+        if header.verify_piece(index as usize, data).is_err() {
+            self.metrics.chunks_rejected += 1;
+            self.drop_peer(from, DropReason::Lying);
+            return;
+        }
+        let len = data.len();
+        let requested_from = slot.requested.get(index as usize).copied().flatten();
+        if !slot.put_piece(index as usize, data) {
+            self.metrics.duplicate_bytes += len as u64;
+            return;
+        }
+        let complete = slot.all_pieces();
+        let source = self.source_of(from);
+        self.metrics.add_in(source, len);
+        if let Some((p, _)) = requested_from {
+            if let Some(n) = self.neighbours.get_mut(&p) {
+                n.requests = n.requests.saturating_sub(1);
+            }
+        }
+        let k = self.parents.len();
+        let s = ((seq + index as u64) % k as u64) as usize;
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            // Throughput estimate: a piece's worth of credit, decayed per piece.
+            n.rate = 0.9 * n.rate + 0.1 * (len as f64 * 1e6 / (now - n.since).max(1) as f64);
+            n.strikes = n.strikes.saturating_sub(1);
+        }
+        let pushed_by_parent = self.parents[s] == Some(from) && requested_from.is_none();
+        if let Some(slot) = self.store.get_mut(seq) {
+            if slot.src.len() < slot.have.len() {
+                slot.src.resize(slot.have.len(), false);
+            }
+            slot.src[index as usize] = pushed_by_parent;
+        }
+        // Relay at once to children of this substream.
+        let children: Vec<PeerId> = self
+            .neighbours
+            .iter()
+            .filter(|(id, n)| {
+                **id != from && n.serving & (1 << s) != 0 && !n.have.contains(&seq)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for c in children {
+            self.enqueue(c, seq, index);
+        }
+        if complete {
+            self.complete(seq, now);
+        }
+    }
+
+    fn complete(&mut self, seq: u64, now: Time) {
+        let Some(slot) = self.store.get_mut(seq) else {
+            return;
+        };
+        let Some(header) = slot.header.as_ref() else {
+            return;
+        };
+        if header.verify_bytes(&slot.data).is_err() {
+            // Every piece matched its signed hash, so this cannot happen unless the signer
+            // itself is inconsistent; start the chunk over rather than play it.
+            self.metrics.chunks_rejected += 1;
+            let h = header.clone();
+            slot.set_header(h);
+            return;
+        }
+        slot.complete_at = Some(now);
+        let first_seen = slot.first_seen;
+        let ts = header.timestamp_us;
+        let k = self.parents.len();
+        // Parent accounting: which substreams did the parent push in full?
+        let mut full = vec![true; k];
+        for (i, pushed) in slot.src.iter().enumerate() {
+            if !pushed {
+                full[(seq as usize + i) % k] = false;
+            }
+        }
+        if slot.src.is_empty() {
+            full = vec![false; k];
+        }
+        let n_pieces = slot.have.len();
+        for (s, ok) in full.iter().enumerate().take(k) {
+            // Substreams with no piece in this chunk tell nothing.
+            if n_pieces < k && (0..n_pieces).all(|i| (seq as usize + i) % k != s) {
+                continue;
+            }
+            if self.parents[s].is_some() {
+                let miss = if *ok { 0.0 } else { 1.0 };
+                self.miss[s] = 0.75 * self.miss[s] + 0.25 * miss;
+            }
+        }
+        self.metrics.chunks_verified += 1;
+        if let Some(offset) = self.edge_offset {
+            let published = ts as i64 + offset;
+            self.metrics
+                .record_delivery((now as i64 - published).max(0) as Time);
+        }
+        let _ = first_seen;
+        self.out.push_back(Output::Event(Event::ChunkComplete { seq }));
+        let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
+        for id in ids {
+            self.send(id, &Message::Have { seq });
+        }
+        self.emit_playable();
+    }
+
+    fn on_request(&mut self, from: PeerId, seq: u64, header: bool, pieces: &[u16]) {
+        let can_upload = self.cfg.upload_limit != Some(0);
+        let Some(slot) = self.store.get(seq) else {
+            self.send(from, &Message::Reject { seq });
+            return;
+        };
+        let Some(h) = slot.header.clone() else {
+            self.send(from, &Message::Reject { seq });
+            return;
+        };
+        let held: Vec<u16> = pieces
+            .iter()
+            .copied()
+            .filter(|&i| slot.have.get(i as usize).copied().unwrap_or(false))
+            .collect();
+        if !can_upload {
+            self.send(from, &Message::Reject { seq });
+            return;
+        }
+        if header {
+            self.metrics.bytes_to_peers += h.encoded_len() as u64;
+            self.send(from, &Message::Header(h));
+        }
+        let lacking = held.len() < pieces.len();
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.cancelled.remove(&seq);
+            n.have.remove(&seq);
+        }
+        let mut refused = false;
+        for i in held {
+            refused |= !self.enqueue(from, seq, i);
+        }
+        if lacking || refused {
+            self.send(from, &Message::Reject { seq });
+        }
+    }
+
+    fn on_reject(&mut self, from: PeerId, seq: u64) {
+        let mut cleared = 0;
+        if let Some(slot) = self.store.get_mut(seq) {
+            for r in slot.requested.iter_mut() {
+                if matches!(r, Some((p, _)) if *p == from) {
+                    *r = None;
+                    cleared += 1;
+                }
+            }
+            if matches!(slot.header_requested, Some((p, _)) if p == from) {
+                slot.header_requested = None;
+            }
+        }
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.requests = n.requests.saturating_sub(cleared);
+            if n.have.remove(&seq) {
+                // It announced the chunk and then refused it.
+                n.strikes += 1;
+            }
+        }
+    }
+
+    fn on_subscribe(&mut self, from: PeerId, mask: u16, now: Time) {
+        let k = self.parents.len();
+        let valid = if k >= 16 { u16::MAX } else { (1u16 << k) - 1 };
+        let mut spare = self.spare_slots();
+        let mut added = 0u16;
+        let Some(n) = self.neighbours.get(&from) else {
+            return;
+        };
+        let already = n.serving;
+        for s in 0..k {
+            let bit = 1u16 << s;
+            // Never push a substream back to the parent that feeds it to us.
+            if mask & bit != 0 && already & bit == 0 && spare > 0 && self.parents[s] != Some(from)
+            {
+                added |= bit;
+                spare -= 1;
+            }
+        }
+        let serving = (already | added) & valid;
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.serving = serving;
+            if added != 0 {
+                n.serving_since = now;
+            }
+        }
+        self.served += added.count_ones() as usize;
+        self.send(from, &Message::Accept { mask: serving });
+    }
+
+    fn on_accept(&mut self, from: PeerId, mask: u16, now: Time) {
+        for s in 0..self.parents.len() {
+            let bit = 1u16 << s;
+            let asked = matches!(self.pending[s], Some((p, _)) if p == from);
+            if asked {
+                self.pending[s] = None;
+                if mask & bit != 0 && self.parents[s].is_none() {
+                    self.parents[s] = Some(from);
+                    self.miss[s] = 0.0;
+                    if let Some(n) = self.neighbours.get_mut(&from) {
+                        n.parent_for |= bit;
+                    }
+                } else if mask & bit != 0 {
+                    // Accepted after we found another parent: tell it to stop.
+                    self.send(from, &Message::Unsubscribe { mask: bit });
+                } else if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.spare = 0;
+                }
+            } else if mask & bit != 0 && self.parents[s] != Some(from) {
+                // Pushes we did not ask for (stale accept): end them.
+                self.send(from, &Message::Unsubscribe { mask: bit });
+            }
+        }
+        let _ = now;
+    }
+
+    fn on_http(&mut self, seq: u64, body: Option<&[u8]>, now: Time) {
+        if let Some(slot) = self.store.get_mut(seq) {
+            slot.http_pending = false;
+        }
+        let Some(body) = body else {
+            return;
+        };
+        let chunk = match Chunk::from_framed(body, &self.key) {
+            Ok(c) if c.header.seq == seq => c,
+            _ => {
+                self.metrics.chunks_rejected += 1;
+                return;
+            }
+        };
+        if self.store.has_complete(seq) {
+            self.metrics.duplicate_bytes += body.len() as u64;
+            return;
+        }
+        self.metrics.add_in(Source::Http, body.len());
+        let have_header = self.store.get(seq).is_some_and(|s| s.header.is_some());
+        if !have_header {
+            self.accept_header(chunk.header.clone(), now);
+        }
+        let Some(slot) = self.store.get_mut(seq) else {
+            return;
+        };
+        let n = slot.have.len();
+        slot.src = vec![false; n];
+        let mut fresh = Vec::new();
+        for i in 0..n {
+            let range = crate::chunk::piece_range(chunk.bytes.len(), i);
+            if slot.put_piece(i, &chunk.bytes[range]) {
+                fresh.push(i as u16);
+            }
+        }
+        // Children still expect their substreams' pieces: relay what we just got.
+        let k = self.parents.len() as u64;
+        for i in fresh {
+            let s = (seq + i as u64) % k;
+            let children: Vec<PeerId> = self
+                .neighbours
+                .iter()
+                .filter(|(_, n)| n.serving & (1 << s) != 0 && !n.have.contains(&seq))
+                .map(|(id, _)| *id)
+                .collect();
+            for c in children {
+                self.enqueue(c, seq, i);
+            }
+        }
+        self.complete(seq, now);
+    }
+
+    fn on_publish(&mut self, chunk: Chunk, now: Time) {
+        let seq = chunk.header.seq;
+        let n = chunk.header.pieces();
+        self.accept_header(chunk.header.clone(), now);
+        let Some(slot) = self.store.get_mut(seq) else {
+            return;
+        };
+        slot.data = chunk.bytes;
+        slot.have = vec![true; n];
+        slot.have_count = n;
+        slot.src = vec![false; n];
+        slot.complete_at = Some(now);
+        let k = self.parents.len() as u64;
+        for i in 0..n {
+            let s = (seq + i as u64) % k;
+            let children: Vec<PeerId> = self
+                .neighbours
+                .iter()
+                .filter(|(_, nb)| nb.serving & (1 << s) != 0)
+                .map(|(id, _)| *id)
+                .collect();
+            for c in children {
+                self.enqueue(c, seq, i as u16);
+            }
+        }
+        self.metrics.chunks_verified += 1;
+        let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
+        for id in ids {
+            self.send(id, &Message::Have { seq });
+        }
+        let floor = self.window_floor();
+        self.store.evict_before(floor);
+    }
+
+    // ----- timers -----
+
+    fn arm(&mut self, now: Time) {
+        let mut at = self.next_tick.min(self.next_status);
+        if let Some(p) = self.playout {
+            if let Some(dl) = self.deadline_with(Some(p), p.head) {
+                if dl > now {
+                    at = at.min(dl);
+                }
+            }
+        }
+        if self.cfg.upload_limit.is_some() && !self.queue.is_empty() {
+            at = at.min(now + 20_000);
+        }
+        let at = at.max(now + 1);
+        if self.wake != Some(at) {
+            self.wake = Some(at);
+            self.out.push_back(Output::Wake(at));
+        }
+    }
+
+    fn tick(&mut self, now: Time) {
+        self.next_tick = now + TICK;
+        self.check_neighbours(now);
+        if !self.cfg.origin {
+            self.choose_parents(now);
+            self.schedule_pulls(now);
+        }
+        self.shed_children();
+        if now >= self.next_status {
+            self.next_status = now + self.cfg.status_interval;
+            let msg = self.status();
+            let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
+            for id in ids {
+                self.send(id, &msg);
+            }
+            let floor = self.window_floor();
+            for n in self.neighbours.values_mut() {
+                while n.have.first().is_some_and(|&s| s < floor) {
+                    n.have.pop_first();
+                }
+                while n.cancelled.first().is_some_and(|&s| s < floor) {
+                    n.cancelled.pop_first();
+                }
+            }
+            let stale = now.saturating_sub(PUSH_STALE);
+            let store = &self.store;
+            let before = self.queue.len();
+            let mut dropped: Vec<PeerId> = Vec::new();
+            self.queue.retain(|&(seq, _, to)| {
+                let keep = store.get(seq).is_some_and(|s| s.first_seen >= stale);
+                if !keep {
+                    dropped.push(to);
+                }
+                keep
+            });
+            if self.queue.len() != before {
+                for to in dropped {
+                    if let Some(n) = self.neighbours.get_mut(&to) {
+                        n.queued = n.queued.saturating_sub(1);
+                    }
+                }
+            }
+            self.store.evict_before(floor.min(self.oldest_needed()));
+            let spare = self.spare_slots() as f32 / self.parents.len() as f32;
+            self.out.push_back(Output::Report {
+                spare_upload: spare,
+                latest: self.latest.unwrap_or(0),
+            });
+        }
+    }
+
+    fn oldest_needed(&self) -> u64 {
+        self.playout.map_or(u64::MAX, |p| p.head)
+    }
+
+    fn check_neighbours(&mut self, now: Time) {
+        let silent: Vec<PeerId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| now.saturating_sub(n.last_heard) > self.cfg.silence_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            self.drop_peer(id, DropReason::Dead);
+        }
+        let useless: Vec<PeerId> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.strikes >= MAX_STRIKES)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in useless {
+            self.drop_peer(id, DropReason::Useless);
+        }
+        // Parents that keep missing their pieces are replaced.
+        for s in 0..self.parents.len() {
+            if let Some(p) = self.parents[s] {
+                if self.miss[s] > 0.6 {
+                    self.send(p, &Message::Unsubscribe { mask: 1 << s });
+                    if let Some(n) = self.neighbours.get_mut(&p) {
+                        n.parent_for &= !(1 << s);
+                        n.avoid_mask |= 1 << s;
+                        n.avoid_until = now + AVOID_FOR;
+                    }
+                    self.parents[s] = None;
+                    self.miss[s] = 0.0;
+                }
+            }
+            if let Some((_, at)) = self.pending[s] {
+                if now > at + SUBSCRIBE_TIMEOUT {
+                    self.pending[s] = None;
+                }
+            }
+        }
+        if !self.cfg.origin
+            && self.neighbours.len() < self.cfg.target_neighbours
+            && now >= self.next_need
+        {
+            self.next_need = now + 2_000_000;
+            self.out.push_back(Output::NeedPeers {
+                count: self.cfg.target_neighbours - self.neighbours.len(),
+            });
+        }
+    }
+
+    /// Subscribes each parentless substream to the best neighbour for it.
+    fn choose_parents(&mut self, now: Time) {
+        let k = self.parents.len();
+        let my_depths = self.depths();
+        let mut asks: BTreeMap<PeerId, u16> = BTreeMap::new();
+        for s in 0..k {
+            if self.parents[s].is_some() || self.pending[s].is_some() {
+                if my_depths[s] != NO_DEPTH {
+                    self.last_depths[s] = my_depths[s];
+                }
+                continue;
+            }
+            let limit = self.last_depths[s];
+            let mut best: Option<(f64, PeerId)> = None;
+            for (&id, n) in &self.neighbours {
+                let d = n.depth(s);
+                let avoided = n.avoid_mask & (1 << s) != 0 && now < n.avoid_until;
+                let asked_already = asks.get(&id).copied().unwrap_or(0).count_ones() as u8;
+                if d == NO_DEPTH
+                    || n.spare <= asked_already
+                    || avoided
+                    || n.serving & (1 << s) != 0
+                    // Never pick someone deeper than we were: it may sit below us.
+                    || (limit != NO_DEPTH && d >= limit && !n.seeder)
+                {
+                    continue;
+                }
+                let jitter = (self.rng.next_u32() % 1000) as f64 / 2000.0;
+                let score = d as f64 + jitter - (n.rate / self.bitrate.max(1.0)).min(2.0) * 0.2;
+                if best.is_none_or(|(b, _)| score < b) {
+                    best = Some((score, id));
+                }
+            }
+            if let Some((_, id)) = best {
+                *asks.entry(id).or_default() |= 1 << s;
+                self.pending[s] = Some((id, now));
+            } else if limit != NO_DEPTH {
+                // Nobody shallower: relax the limit for the next round.
+                self.last_depths[s] = NO_DEPTH;
+            }
+        }
+        for (id, mask) in asks {
+            if let Some(n) = self.neighbours.get_mut(&id) {
+                n.spare = n.spare.saturating_sub(mask.count_ones() as u8);
+            }
+            self.send(id, &Message::Subscribe { mask });
+        }
+    }
+
+    /// Sheds the newest children when measured upload no longer covers them.
+    fn shed_children(&mut self) {
+        let allowed = self.allowed_slots();
+        if self.served <= allowed + 1 || self.upload_bound().is_none() {
+            return;
+        }
+        let mut excess = self.served - allowed;
+        let mut order: Vec<(Time, PeerId)> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.serving != 0)
+            .map(|(id, n)| (n.serving_since, *id))
+            .collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, id) in order {
+            if excess == 0 {
+                break;
+            }
+            let Some(n) = self.neighbours.get_mut(&id) else {
+                continue;
+            };
+            let mut mask = 0u16;
+            for s in 0..16 {
+                if excess > 0 && n.serving & (1 << s) != 0 {
+                    mask |= 1 << s;
+                    excess -= 1;
+                }
+            }
+            n.serving &= !mask;
+            self.served -= mask.count_ones() as usize;
+            self.send(id, &Message::Unsubscribe { mask });
+        }
+    }
+
+    /// Estimated origin timestamp of chunk `seq`.
+    fn est_ts(&self, seq: u64) -> Option<u64> {
+        if let Some(h) = self.store.get(seq).and_then(|s| s.header.as_ref()) {
+            return Some(h.timestamp_us);
+        }
+        let (rs, rts) = self.ts_ref?;
+        let d = (seq as f64 - rs as f64) * self.chunk_duration;
+        Some((rts as f64 + d).max(0.0) as u64)
+    }
+
+    /// Local time by which chunk `seq` must be complete.
+    fn deadline_with(&self, playout: Option<Playout>, seq: u64) -> Option<Time> {
+        let ts = self.est_ts(seq)?;
+        match playout {
+            Some(p) => Some((p.anchor_local as i64 + (ts as i64 - p.anchor_ts as i64)).max(0) as Time),
+            None => {
+                let offset = self.edge_offset?;
+                Some((ts as i64 + offset + self.cfg.target_delay as i64).max(0) as Time)
+            }
+        }
+    }
+
+    fn deadline(&self, seq: u64) -> Option<Time> {
+        self.deadline_with(self.playout, seq)
+    }
+
+    /// Requests late pieces and missing headers; falls back to HTTP near deadlines.
+    fn schedule_pulls(&mut self, now: Time) {
+        let (Some(start), Some(latest)) = (self.start, self.latest) else {
+            self.find_start(now);
+            return;
+        };
+        let from = self.playout.map_or(start, |p| p.head.max(start));
+        // (urgency key, seq): urgent chunks by deadline, the rest rarest first.
+        let mut order: Vec<(i64, u64)> = Vec::new();
+        for seq in from..=latest {
+            if self.store.has_complete(seq) {
+                continue;
+            }
+            let dl = self.deadline(seq).unwrap_or(now) as i64;
+            let left = dl - now as i64;
+            let key = if left < 2_000_000 {
+                left - 10_000_000
+            } else {
+                self.holders(seq).count() as i64
+            };
+            order.push((key, seq));
+        }
+        order.sort_unstable();
+        for (_, seq) in order {
+            self.pull_chunk(seq, now);
+        }
+    }
+
+    fn holders(&self, seq: u64) -> impl Iterator<Item = (&PeerId, &Neighbour)> + '_ {
+        self.neighbours
+            .iter()
+            .filter(move |(_, n)| n.have.contains(&seq))
+    }
+
+    /// Picks the holder of `seq` expected to deliver soonest.
+    fn best_holder(&self, seq: u64, exclude: Option<PeerId>) -> Option<PeerId> {
+        self.holders(seq)
+            .filter(|(id, n)| Some(**id) != exclude && n.requests < MAX_REQUESTS_PER_PEER)
+            .min_by(|(a_id, a), (b_id, b)| {
+                let ta = (a.requests + 1) as f64 / a.rate.max(1.0);
+                let tb = (b.requests + 1) as f64 / b.rate.max(1.0);
+                ta.total_cmp(&tb).then(a_id.cmp(b_id))
+            })
+            .map(|(id, _)| *id)
+    }
+
+    fn pull_chunk(&mut self, seq: u64, now: Time) {
+        let deadline = self.deadline(seq);
+        let left = deadline.map_or(i64::MAX, |d| d as i64 - now as i64);
+        let k = self.parents.len() as u64;
+        let push_grace = self.cfg.push_grace;
+        let Some(slot) = self.store.get_mut(seq) else {
+            // Known to exist (≤ latest) but nothing seen yet: ask a holder for the header.
+            if let Some(h) = self.best_holder(seq, None) {
+                let slot = self.store.entry(seq, now);
+                slot.header_requested = Some((h, now + REQUEST_TIMEOUT));
+                self.send(
+                    h,
+                    &Message::Request {
+                        seq,
+                        header: true,
+                        pieces: Vec::new(),
+                    },
+                );
+            } else {
+                self.maybe_http(seq, left, true, now);
+            }
+            return;
+        };
+        let age = now.saturating_sub(slot.first_seen);
+        if slot.header.is_none() {
+            if let Some((p, at)) = slot.header_requested {
+                if now < at {
+                    self.maybe_http(seq, left, false, now);
+                    return;
+                }
+                if let Some(n) = self.neighbours.get_mut(&p) {
+                    n.strikes += 1;
+                }
+            }
+            let slot = self.store.entry(seq, now);
+            slot.header_requested = None;
+            if age >= push_grace || left < 2_000_000 {
+                if let Some(h) = self.best_holder(seq, None) {
+                    let slot = self.store.entry(seq, now);
+                    slot.header_requested = Some((h, now + REQUEST_TIMEOUT));
+                    self.send(
+                        h,
+                        &Message::Request {
+                            seq,
+                            header: true,
+                            pieces: Vec::new(),
+                        },
+                    );
+                    return;
+                }
+            }
+            self.maybe_http(seq, left, true, now);
+            return;
+        }
+        // Expire timed-out requests.
+        let mut expired: Vec<PeerId> = Vec::new();
+        for r in slot.requested.iter_mut() {
+            if let Some((p, at)) = *r {
+                if now >= at {
+                    expired.push(p);
+                    *r = None;
+                }
+            }
+        }
+        for p in expired {
+            if let Some(n) = self.neighbours.get_mut(&p) {
+                n.requests = n.requests.saturating_sub(1);
+                n.strikes += 1;
+            }
+        }
+        let Some(slot) = self.store.get(seq) else {
+            return;
+        };
+        let missing: Vec<usize> = slot
+            .missing()
+            .filter(|&i| slot.requested[i].is_none())
+            .collect();
+        let mut unassigned = false;
+        let mut asks: BTreeMap<PeerId, Vec<u16>> = BTreeMap::new();
+        let mut counts: BTreeMap<PeerId, usize> = BTreeMap::new();
+        for i in missing {
+            let s = ((seq + i as u64) % k) as usize;
+            let parent = self.parents[s];
+            if parent.is_some() && age < push_grace && left > self.cfg.fallback_margin as i64 {
+                continue;
+            }
+            let pick = self
+                .holders(seq)
+                .filter(|(id, n)| {
+                    n.requests + counts.get(*id).copied().unwrap_or(0) < MAX_REQUESTS_PER_PEER
+                })
+                .min_by(|(a_id, a), (b_id, b)| {
+                    let ca = counts.get(*a_id).copied().unwrap_or(0);
+                    let cb = counts.get(*b_id).copied().unwrap_or(0);
+                    let ta = (a.requests + ca + 1) as f64 / a.rate.max(1.0);
+                    let tb = (b.requests + cb + 1) as f64 / b.rate.max(1.0);
+                    ta.total_cmp(&tb).then(a_id.cmp(b_id))
+                })
+                .map(|(id, _)| *id);
+            match pick {
+                Some(h) => {
+                    *counts.entry(h).or_default() += 1;
+                    asks.entry(h).or_default().push(i as u16);
+                }
+                None => unassigned = true,
+            }
+        }
+        for (h, pieces) in asks {
+            let n_req = pieces.len();
+            if let Some(slot) = self.store.get_mut(seq) {
+                for &i in &pieces {
+                    slot.requested[i as usize] = Some((h, now + REQUEST_TIMEOUT));
+                }
+            }
+            if let Some(n) = self.neighbours.get_mut(&h) {
+                n.requests += n_req;
+            }
+            self.send(
+                h,
+                &Message::Request {
+                    seq,
+                    header: false,
+                    pieces,
+                },
+            );
+        }
+        self.maybe_http(seq, left, unassigned, now);
+    }
+
+    /// Falls back to HTTP when the deadline is near and the swarm cannot make it.
+    fn maybe_http(&mut self, seq: u64, left: i64, unassigned: bool, now: Time) {
+        if !self.cfg.http_fallback || self.cfg.origin {
+            return;
+        }
+        let margin = self.cfg.fallback_margin as i64;
+        if left >= margin || !(unassigned || left < margin / 2) {
+            return;
+        }
+        let slot = self.store.entry(seq, now);
+        if slot.http_pending || slot.is_complete() {
+            return;
+        }
+        slot.http_pending = true;
+        self.metrics.http_fetches += 1;
+        self.out.push_back(Output::HttpFetch { seq });
+    }
+
+    /// Before any push arrives: ask the most credible neighbour for the live edge's header.
+    fn find_start(&mut self, now: Time) {
+        if self.cfg.origin || self.latest.is_some() || now < self.started + 600_000 {
+            return;
+        }
+        let mut claims: Vec<(u64, PeerId)> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.latest > 0)
+            .map(|(id, n)| (n.latest, *id))
+            .collect();
+        if claims.is_empty() {
+            return;
+        }
+        claims.sort_unstable();
+        // The median claim: one liar cannot move it far.
+        let (seq, _) = claims[claims.len() / 2];
+        if self
+            .store
+            .get(seq)
+            .is_some_and(|s| s.header_requested.is_some_and(|(_, at)| now < at))
+        {
+            return;
+        }
+        if let Some(h) = self.best_holder(seq, None) {
+            let slot = self.store.entry(seq, now);
+            slot.header_requested = Some((h, now + REQUEST_TIMEOUT));
+            self.send(
+                h,
+                &Message::Request {
+                    seq,
+                    header: true,
+                    pieces: Vec::new(),
+                },
+            );
+        }
+    }
+
+    // ----- playback -----
+
+    /// Emits complete chunks in order for the player.
+    fn emit_playable(&mut self) {
+        if !self.cfg.play {
+            return;
+        }
+        let Some(start) = self.start else {
+            return;
+        };
+        self.next_emit = self.next_emit.max(start);
+        while let Some(slot) = self.store.get(self.next_emit) {
+            if !slot.is_complete() {
+                break;
+            }
+            let Some(header) = slot.header.clone() else {
+                break;
+            };
+            let seq = self.next_emit;
+            if self.playout.is_none() {
+                self.metrics.startup = Some(slot.complete_at.unwrap_or(0) - self.started);
+                let now = slot.complete_at.unwrap_or(0);
+                let target = self
+                    .edge_offset
+                    .map(|o| header.timestamp_us as i64 + o + self.cfg.target_delay as i64)
+                    .unwrap_or(now as i64)
+                    .max(now as i64) as Time;
+                self.playout = Some(Playout {
+                    anchor_local: target,
+                    anchor_ts: header.timestamp_us,
+                    head: seq,
+                });
+            }
+            let bytes = slot.data.clone();
+            self.out.push_back(Output::Play(Chunk { header, bytes }));
+            self.next_emit = seq + 1;
+        }
+    }
+
+    /// Moves the playhead through chunks whose time has come, counting stalls and skips.
+    fn advance_playout(&mut self, now: Time) {
+        if !self.cfg.play {
+            return;
+        }
+        self.emit_playable();
+        let Some(mut p) = self.playout else {
+            return;
+        };
+        loop {
+            let Some(dl) = self.deadline_with(Some(p), p.head) else {
+                break;
+            };
+            if dl > now {
+                break;
+            }
+            match self.store.get(p.head).and_then(|s| s.complete_at) {
+                Some(done) => {
+                    self.metrics.chunks_due += 1;
+                    if done <= dl {
+                        self.metrics.chunks_on_time += 1;
+                    } else {
+                        self.metrics.stalls += 1;
+                        self.metrics.stall_time += done - dl;
+                        p.anchor_local += done - dl;
+                    }
+                    p.head += 1;
+                }
+                None if now - dl > JUMP_AFTER => {
+                    // Give up on this chunk: resume at the next complete keyframe chunk.
+                    let next = self
+                        .store
+                        .slots
+                        .range(p.head + 1..)
+                        .find(|(_, s)| {
+                            s.is_complete() && s.header.as_ref().is_some_and(|h| h.keyframe)
+                        })
+                        .map(|(&seq, s)| (seq, s.header.as_ref().map_or(0, |h| h.timestamp_us)));
+                    let Some((to, ts)) = next else {
+                        break;
+                    };
+                    let skipped = to - p.head;
+                    self.metrics.chunks_due += skipped;
+                    self.metrics.stalls += 1;
+                    self.metrics.stall_time += now - dl;
+                    self.out.push_back(Output::Event(Event::Skipped {
+                        from: p.head,
+                        to,
+                    }));
+                    p = Playout {
+                        anchor_local: now,
+                        anchor_ts: ts,
+                        head: to,
+                    };
+                    self.next_emit = self.next_emit.max(to);
+                }
+                None => break,
+            }
+        }
+        // Far behind the live edge (after long stalls): jump to the newest complete chunk.
+        if let (Some(offset), Some(latest)) = (self.edge_offset, self.latest) {
+            let playing_ts = p.anchor_ts as i64 + (now as i64 - p.anchor_local as i64);
+            let behind = now as i64 - (playing_ts + offset);
+            if behind > (self.cfg.target_delay + MAX_EXTRA_DELAY) as i64 {
+                let target = (p.head + 1..=latest).rev().find(|&s| {
+                    self.store.get(s).is_some_and(|sl| {
+                        sl.is_complete() && sl.header.as_ref().is_some_and(|h| h.keyframe)
+                    })
+                });
+                if let Some(to) = target {
+                    let ts = self.est_ts(to).unwrap_or(0);
+                    self.metrics.chunks_due += to - p.head;
+                    self.out.push_back(Output::Event(Event::Skipped {
+                        from: p.head,
+                        to,
+                    }));
+                    let anchor = (ts as i64 + offset + self.cfg.target_delay as i64).max(now as i64);
+                    p = Playout {
+                        anchor_local: anchor as Time,
+                        anchor_ts: ts,
+                        head: to,
+                    };
+                    self.next_emit = self.next_emit.max(to);
+                }
+            }
+        }
+        self.playout = Some(p);
+        self.emit_playable();
+    }
+}
+
+fn msg_len(msg: &Message) -> usize {
+    match msg {
+        Message::Piece { data, .. } => data.len(),
+        _ => 0,
+    }
+}

@@ -1,0 +1,144 @@
+//! The sliding window of chunks a peer holds or is fetching.
+
+use std::collections::BTreeMap;
+
+use crate::chunk::{piece_range, ChunkHeader};
+use crate::{PeerId, Time};
+
+/// Pieces that arrived before their chunk's header, held until it comes (bounded).
+pub(crate) const MAX_STASHED: usize = 64;
+
+/// One chunk in the window.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    /// Verified header, once known.
+    pub(crate) header: Option<ChunkHeader>,
+    /// The chunk's bytes, allocated when the header is verified.
+    pub(crate) data: Vec<u8>,
+    /// Which pieces are held (verified).
+    pub(crate) have: Vec<bool>,
+    pub(crate) have_count: usize,
+    /// When the peer first heard of this chunk.
+    pub(crate) first_seen: Time,
+    /// When the chunk became complete and verified.
+    pub(crate) complete_at: Option<Time>,
+    /// Outstanding request per piece: who and when it times out.
+    pub(crate) requested: Vec<Option<(PeerId, Time)>>,
+    /// Outstanding header request.
+    pub(crate) header_requested: Option<(PeerId, Time)>,
+    /// Pieces received before the header: (index, bytes, sender).
+    pub(crate) stash: Vec<(u16, Vec<u8>, PeerId)>,
+    /// An HTTP fallback fetch is under way.
+    pub(crate) http_pending: bool,
+    /// Per piece: whether it arrived as a push from the substream's parent.
+    pub(crate) src: Vec<bool>,
+}
+
+impl Slot {
+    pub(crate) fn new(now: Time) -> Self {
+        Slot {
+            header: None,
+            data: Vec::new(),
+            have: Vec::new(),
+            have_count: 0,
+            first_seen: now,
+            complete_at: None,
+            requested: Vec::new(),
+            header_requested: None,
+            stash: Vec::new(),
+            http_pending: false,
+            src: Vec::new(),
+        }
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete_at.is_some()
+    }
+
+    /// Installs a verified header and makes room for the bytes.
+    pub(crate) fn set_header(&mut self, header: ChunkHeader) {
+        let n = header.pieces();
+        self.data = vec![0; header.len as usize];
+        self.have = vec![false; n];
+        self.requested = vec![None; n];
+        self.src = vec![false; n];
+        self.have_count = 0;
+        self.header = Some(header);
+        self.header_requested = None;
+    }
+
+    /// Copies in a verified piece. Returns false if it was already held.
+    pub(crate) fn put_piece(&mut self, index: usize, bytes: &[u8]) -> bool {
+        if self.have.get(index).copied().unwrap_or(true) {
+            return false;
+        }
+        let range = piece_range(self.data.len(), index);
+        self.data[range].copy_from_slice(bytes);
+        self.have[index] = true;
+        self.requested[index] = None;
+        self.have_count += 1;
+        true
+    }
+
+    /// Bytes of piece `index` (the slot must hold it).
+    pub(crate) fn piece(&self, index: usize) -> &[u8] {
+        &self.data[piece_range(self.data.len(), index)]
+    }
+
+    pub(crate) fn all_pieces(&self) -> bool {
+        !self.have.is_empty() && self.have_count == self.have.len()
+    }
+
+    pub(crate) fn missing(&self) -> impl Iterator<Item = usize> + '_ {
+        self.have
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| !**h)
+            .map(|(i, _)| i)
+    }
+}
+
+/// The window: chunks by sequence number.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    pub(crate) slots: BTreeMap<u64, Slot>,
+}
+
+impl Store {
+    pub(crate) fn get(&self, seq: u64) -> Option<&Slot> {
+        self.slots.get(&seq)
+    }
+
+    pub(crate) fn get_mut(&mut self, seq: u64) -> Option<&mut Slot> {
+        self.slots.get_mut(&seq)
+    }
+
+    pub(crate) fn entry(&mut self, seq: u64, now: Time) -> &mut Slot {
+        self.slots.entry(seq).or_insert_with(|| Slot::new(now))
+    }
+
+    pub(crate) fn has_complete(&self, seq: u64) -> bool {
+        self.slots.get(&seq).is_some_and(Slot::is_complete)
+    }
+
+    /// Drops every chunk older than `oldest`.
+    pub(crate) fn evict_before(&mut self, oldest: u64) {
+        while let Some((&seq, _)) = self.slots.first_key_value() {
+            if seq >= oldest {
+                break;
+            }
+            self.slots.pop_first();
+        }
+    }
+
+    /// Bitmap of complete chunks from `base` on.
+    pub(crate) fn bitmap(&self, base: u64) -> u128 {
+        let mut bits = 0u128;
+        for (&seq, slot) in self.slots.range(base..base + crate::wire::MAP_CHUNKS) {
+            if slot.is_complete() {
+                bits |= 1 << (seq - base);
+            }
+        }
+        bits
+    }
+}
