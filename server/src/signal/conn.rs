@@ -1,0 +1,416 @@
+//! One task per WebSocket: reads the peer's messages, answers or forwards them, writes what
+//! others queued for it, and keeps the heartbeat. Its only state is this small struct; the
+//! socket's buffers are kept small by the upgrade settings in `mod.rs`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use signaling::protocol::{
+    encode_server, parse_client, valid_channel_name, ClientMessage, ErrorCode, ServerMessage,
+};
+use signaling::tracker::{PeerId, PeerReport};
+use tokio::time::{timeout, Instant};
+
+use super::hub::{Hub, RoomHandle};
+use super::mailbox::{Closing, Mailbox};
+use super::room::RoomCmd;
+use super::stats::SignalStats;
+
+/// Why a connection ends, and the close code it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// The peer closed or the socket failed: nothing to send.
+    Gone,
+    Leave,
+    Shutdown,
+    Slow,
+    Heartbeat,
+    TooLarge,
+    Flood,
+}
+
+impl End {
+    fn close_frame(self) -> Option<CloseFrame> {
+        let (code, reason) = match self {
+            End::Gone => return None,
+            End::Leave => (1000, "bye"),
+            End::Shutdown => (1001, "server shutting down"),
+            End::Heartbeat => (1001, "heartbeat timeout"),
+            End::Slow => (1008, "not reading fast enough"),
+            End::Flood => (1008, "rate limit exceeded"),
+            End::TooLarge => (1009, "message too large"),
+        };
+        Some(CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        })
+    }
+}
+
+enum Step {
+    Continue,
+    End(End),
+}
+
+/// Token bucket: `rate` tokens a second, holding at most `burst`.
+struct Bucket {
+    tokens: f32,
+    last: Instant,
+    /// Messages dropped since the last one let through.
+    dropped: u32,
+}
+
+struct Conn {
+    hub: Arc<Hub>,
+    mailbox: Arc<Mailbox>,
+    room: Option<RoomHandle>,
+    bucket: Bucket,
+    /// Something arrived since the last heartbeat tick.
+    heard: bool,
+    missed: u32,
+}
+
+impl Drop for Conn {
+    // In Drop so that a cancelled task (runtime shutdown) still leaves the room and registry
+    // consistent.
+    fn drop(&mut self) {
+        if let Some(room) = &self.room {
+            let _ = room.tx.send(RoomCmd::Leave {
+                peer: self.mailbox.peer,
+            });
+        }
+        self.hub.disconnect(self.mailbox.peer);
+    }
+}
+
+/// Serves one upgraded WebSocket until it closes.
+pub(crate) async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
+    let Some(mailbox) = hub.connect() else {
+        let _ = send_close(&mut ws, End::Shutdown).await;
+        return;
+    };
+    let mut conn = Conn {
+        bucket: Bucket {
+            tokens: hub.config.msg_burst as f32,
+            last: Instant::now(),
+            dropped: 0,
+        },
+        hub,
+        mailbox,
+        room: None,
+        heard: false,
+        missed: 0,
+    };
+    let end = conn.run(&mut ws).await;
+    tracing::debug!(peer = conn.mailbox.peer, ?end, "connection ends");
+    if end == End::Heartbeat || end == End::Slow {
+        SignalStats::inc(&conn.hub.stats.heartbeat_timeouts);
+    }
+    drop(conn);
+    if end != End::Gone {
+        let _ = send_close(&mut ws, end).await;
+    }
+}
+
+async fn send_close(ws: &mut WebSocket, end: End) -> Result<(), ()> {
+    let frame = Message::Close(end.close_frame());
+    match timeout(Duration::from_secs(1), ws.send(frame)).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+impl Conn {
+    fn peer(&self) -> PeerId {
+        self.mailbox.peer
+    }
+
+    /// Longest a write may stall before the peer counts as gone.
+    fn write_deadline(&self) -> Duration {
+        self.hub.config.heartbeat() * self.hub.config.heartbeat_missed.max(1)
+    }
+
+    async fn run(&mut self, ws: &mut WebSocket) -> End {
+        let beat = self.hub.config.heartbeat();
+        let tick = tokio::time::sleep(beat);
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.mailbox.ready() => {
+                    let (queue, closing) = self.mailbox.take();
+                    if !queue.is_empty() {
+                        if let Err(end) = self.write_all(ws, queue).await {
+                            return end;
+                        }
+                    }
+                    match closing {
+                        Some(Closing::Shutdown) => return End::Shutdown,
+                        Some(Closing::Slow) => return End::Slow,
+                        None => {}
+                    }
+                }
+                () = &mut tick => {
+                    if self.heard {
+                        self.heard = false;
+                        self.missed = 0;
+                    } else {
+                        self.missed += 1;
+                        if self.missed >= self.hub.config.heartbeat_missed.max(1) {
+                            return End::Heartbeat;
+                        }
+                    }
+                    if let Err(end) = self.write(ws, Message::Ping(Default::default())).await {
+                        return end;
+                    }
+                    tick.as_mut().reset(Instant::now() + beat);
+                }
+                msg = ws.recv() => {
+                    let Some(Ok(msg)) = msg else {
+                        // A frame over the hard size cap also ends here (tungstenite error).
+                        return End::Gone;
+                    };
+                    self.heard = true;
+                    if let Step::End(end) = self.handle(ws, msg).await {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn write(&self, ws: &mut WebSocket, msg: Message) -> Result<(), End> {
+        match timeout(self.write_deadline(), ws.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Heartbeat),
+        }
+    }
+
+    async fn write_all(&self, ws: &mut WebSocket, queue: VecDeque<String>) -> Result<(), End> {
+        let n = queue.len() as u64;
+        let batch = async {
+            for text in queue {
+                ws.feed(Message::Text(text.into())).await?;
+            }
+            ws.flush().await
+        };
+        match timeout(self.write_deadline(), batch).await {
+            Ok(Ok(())) => {
+                self.hub
+                    .stats
+                    .messages_out
+                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Heartbeat),
+        }
+    }
+
+    async fn reply(&self, ws: &mut WebSocket, msg: &ServerMessage) -> Step {
+        SignalStats::inc(&self.hub.stats.messages_out);
+        match self
+            .write(ws, Message::Text(encode_server(msg).into()))
+            .await
+        {
+            Ok(()) => Step::Continue,
+            Err(end) => Step::End(end),
+        }
+    }
+
+    async fn error(&self, ws: &mut WebSocket, code: ErrorCode, message: String) -> Step {
+        SignalStats::inc(&self.hub.stats.errors_sent);
+        self.reply(ws, &ServerMessage::Error { code, message })
+            .await
+    }
+
+    /// Whether a message may pass the rate limit now.
+    fn admit(&mut self) -> bool {
+        let now = Instant::now();
+        let cfg = &self.hub.config;
+        let b = &mut self.bucket;
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f32();
+        b.last = now;
+        b.tokens = (b.tokens + elapsed * cfg.msgs_per_sec as f32).min(cfg.msg_burst as f32);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            b.dropped = 0;
+            true
+        } else {
+            b.dropped += 1;
+            false
+        }
+    }
+
+    async fn handle(&mut self, ws: &mut WebSocket, msg: Message) -> Step {
+        let bytes = match &msg {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => b.as_ref(),
+            Message::Close(_) => return Step::End(End::Gone),
+            Message::Ping(_) | Message::Pong(_) => return Step::Continue,
+        };
+        SignalStats::inc(&self.hub.stats.messages_in);
+        let limit = self.hub.config.max_message_bytes;
+        if bytes.len() > limit {
+            let detail = format!("{} bytes, limit {limit}", bytes.len());
+            let _ = self.error(ws, ErrorCode::TooLarge, detail).await;
+            return Step::End(End::TooLarge);
+        }
+        if !self.admit() {
+            SignalStats::inc(&self.hub.stats.rate_limited);
+            let dropped = self.bucket.dropped;
+            if dropped > self.hub.config.msg_burst.max(1) {
+                let _ = self
+                    .error(ws, ErrorCode::RateLimited, "still flooding".into())
+                    .await;
+                return Step::End(End::Flood);
+            }
+            if dropped == 1 {
+                let detail = format!(
+                    "over {} messages/s: message dropped",
+                    self.hub.config.msgs_per_sec
+                );
+                return self.error(ws, ErrorCode::RateLimited, detail).await;
+            }
+            return Step::Continue;
+        }
+        match parse_client(bytes) {
+            Ok(m) => self.dispatch(ws, m).await,
+            Err(e) => self.error(ws, e.code(), e.to_string()).await,
+        }
+    }
+
+    async fn dispatch(&mut self, ws: &mut WebSocket, msg: ClientMessage) -> Step {
+        let me = self.peer();
+        let relayed = match msg {
+            ClientMessage::Join { channel } => return self.join(ws, channel).await,
+            ClientMessage::Ping => return self.reply(ws, &ServerMessage::Pong).await,
+            ClientMessage::Leave => return Step::End(End::Leave),
+            ClientMessage::Offer { to, sdp } => (to, ServerMessage::Offer { from: me, sdp }),
+            ClientMessage::Answer { to, sdp } => (to, ServerMessage::Answer { from: me, sdp }),
+            ClientMessage::Candidate {
+                to,
+                candidate,
+                sdp_mid,
+                sdp_m_line_index,
+            } => (
+                to,
+                ServerMessage::Candidate {
+                    from: me,
+                    candidate,
+                    sdp_mid,
+                    sdp_m_line_index,
+                },
+            ),
+            ClientMessage::More { want } => {
+                let want = (want as usize).min(self.hub.config.max_neighbours);
+                return self.to_room(ws, RoomCmd::More { peer: me, want }).await;
+            }
+            ClientMessage::Report {
+                spare_upload,
+                latest_seq,
+            } => {
+                let spare_upload = if spare_upload.is_finite() {
+                    spare_upload
+                } else {
+                    0.0
+                };
+                let report = PeerReport {
+                    spare_upload,
+                    latest_seq,
+                };
+                return self.to_room(ws, RoomCmd::Report { peer: me, report }).await;
+            }
+            ClientMessage::Unlink { peer } => {
+                return self
+                    .to_room(
+                        ws,
+                        RoomCmd::Unlink {
+                            peer: me,
+                            other: peer,
+                        },
+                    )
+                    .await;
+            }
+        };
+        let (to, msg) = relayed;
+        let Some(room) = &self.room else {
+            return self
+                .error(ws, ErrorCode::NotJoined, "join a channel first".into())
+                .await;
+        };
+        let result = if to == me {
+            Err(ErrorCode::UnknownPeer)
+        } else {
+            self.hub.relay(room.id, to, &msg)
+        };
+        match result {
+            Ok(()) => Step::Continue,
+            Err(code) => self.error(ws, code, format!("peer {to}")).await,
+        }
+    }
+
+    async fn to_room(&self, ws: &mut WebSocket, cmd: RoomCmd) -> Step {
+        match &self.room {
+            Some(room) => {
+                // The room outlives its members, so this only fails during runtime teardown.
+                let _ = room.tx.send(cmd);
+                Step::Continue
+            }
+            None => {
+                self.error(ws, ErrorCode::NotJoined, "join a channel first".into())
+                    .await
+            }
+        }
+    }
+
+    async fn join(&mut self, ws: &mut WebSocket, channel: String) -> Step {
+        if self.room.is_some() {
+            return self
+                .error(
+                    ws,
+                    ErrorCode::AlreadyJoined,
+                    "one channel per connection".into(),
+                )
+                .await;
+        }
+        if !valid_channel_name(&channel) {
+            return self
+                .error(
+                    ws,
+                    ErrorCode::BadChannel,
+                    "channel names are 1-64 of A-Z a-z 0-9 - _ . (not starting with .)".into(),
+                )
+                .await;
+        }
+        let Some(info) = self.hub.directory.lookup(&channel) else {
+            return self
+                .error(
+                    ws,
+                    ErrorCode::UnknownChannel,
+                    format!("no channel {channel:?}"),
+                )
+                .await;
+        };
+        match self.hub.join(&channel, &self.mailbox).await {
+            Ok((room, neighbours)) => {
+                self.room = Some(room);
+                let welcome = ServerMessage::Welcome {
+                    peer_id: self.peer(),
+                    ice_servers: self.hub.ice_servers.clone(),
+                    channel: info,
+                    neighbours,
+                };
+                self.reply(ws, &welcome).await
+            }
+            Err(code) => {
+                self.error(ws, code, format!("cannot join {channel:?}"))
+                    .await
+            }
+        }
+    }
+}

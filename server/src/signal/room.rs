@@ -1,0 +1,130 @@
+//! One task per channel: the single owner of that channel's [`Tracker`] and of its members'
+//! mailboxes. It handles joins, leaves and neighbour requests; relays bypass it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use signaling::protocol::{encode_server, ErrorCode, ServerMessage};
+use signaling::tracker::{PeerId, PeerReport, Tracker};
+use tokio::sync::{mpsc, oneshot};
+
+use super::hub::Hub;
+use super::mailbox::{Closing, Mailbox};
+use super::stats::SignalStats;
+
+/// Extra queue room for the server's own notices, beyond what relays may fill.
+const CONTROL_HEADROOM: usize = 16;
+
+pub(crate) enum RoomCmd {
+    Join {
+        mailbox: Arc<Mailbox>,
+        reply: oneshot::Sender<Result<Vec<PeerId>, ErrorCode>>,
+    },
+    Leave {
+        peer: PeerId,
+    },
+    More {
+        peer: PeerId,
+        want: usize,
+    },
+    Report {
+        peer: PeerId,
+        report: PeerReport,
+    },
+    Unlink {
+        peer: PeerId,
+        other: PeerId,
+    },
+}
+
+struct Room {
+    hub: Arc<Hub>,
+    id: u64,
+    tracker: Tracker,
+    members: HashMap<PeerId, Arc<Mailbox>>,
+    viewers: Arc<AtomicUsize>,
+}
+
+pub(crate) async fn run(
+    hub: Arc<Hub>,
+    name: String,
+    id: u64,
+    mut rx: mpsc::UnboundedReceiver<RoomCmd>,
+    viewers: Arc<AtomicUsize>,
+) {
+    tracing::debug!(channel = %name, room = id, "room opened");
+    let mut room = Room {
+        tracker: Tracker::new(hub.config.tracker(), id),
+        hub,
+        id,
+        members: HashMap::new(),
+        viewers,
+    };
+    while let Some(cmd) = rx.recv().await {
+        room.handle(cmd);
+        if room.members.is_empty() && room.hub.retire(&name, id, &rx) {
+            break;
+        }
+    }
+    tracing::debug!(channel = %name, room = id, "room closed");
+}
+
+impl Room {
+    fn handle(&mut self, cmd: RoomCmd) {
+        match cmd {
+            RoomCmd::Join { mailbox, reply } => {
+                let result = self.join(&mailbox);
+                let _ = reply.send(result);
+            }
+            RoomCmd::Leave { peer } => {
+                if self.members.remove(&peer).is_none() {
+                    return;
+                }
+                SignalStats::dec(&self.hub.stats.peers_joined);
+                self.viewers.store(self.members.len(), Ordering::Relaxed);
+                let told = self.tracker.leave(peer);
+                if !told.is_empty() {
+                    let notice = encode_server(&ServerMessage::PeerLeft { peer });
+                    for n in told {
+                        self.notify(n, notice.clone());
+                    }
+                }
+            }
+            RoomCmd::More { peer, want } => {
+                if !self.members.contains_key(&peer) {
+                    return;
+                }
+                let neighbours = self.tracker.more(peer, want);
+                let msg = encode_server(&ServerMessage::Peers { neighbours });
+                self.notify(peer, msg);
+            }
+            RoomCmd::Report { peer, report } => self.tracker.report(peer, report),
+            RoomCmd::Unlink { peer, other } => self.tracker.unlink(peer, other),
+        }
+    }
+
+    fn join(&mut self, mailbox: &Arc<Mailbox>) -> Result<Vec<PeerId>, ErrorCode> {
+        if self.members.len() >= self.hub.config.max_peers_per_channel {
+            return Err(ErrorCode::ChannelFull);
+        }
+        let peer = mailbox.peer;
+        mailbox.set_room(self.id);
+        self.members.insert(peer, Arc::clone(mailbox));
+        SignalStats::inc(&self.hub.stats.peers_joined);
+        self.viewers.store(self.members.len(), Ordering::Relaxed);
+        Ok(self.tracker.join(peer))
+    }
+
+    /// Queues a server notice; a peer whose queue is full even with headroom is closed, since
+    /// it would otherwise miss who left and whom to dial.
+    fn notify(&self, peer: PeerId, msg: String) {
+        if let Some(m) = self.members.get(&peer) {
+            if m.push(msg, self.hub.config.peer_queue + CONTROL_HEADROOM)
+                .is_err()
+            {
+                m.close(Closing::Slow);
+            }
+        }
+    }
+}
