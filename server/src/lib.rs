@@ -1,5 +1,7 @@
 //! The Shoal server as a library: the `shoal` binary and the integration tests build on it.
 
+pub mod http;
+pub mod media;
 pub mod signal;
 
 use std::future::Future;
@@ -10,7 +12,8 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use axum::Router;
 
-use crate::signal::{Signal, SignalConfig, StaticDirectory};
+use crate::media::{Media, MediaOptions};
+use crate::signal::{ChannelDirectory, ChannelInfo, Signal, SignalConfig, StaticDirectory};
 
 /// Options of `shoal serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,6 +24,9 @@ pub struct ServeConfig {
     /// Signaling limits.
     #[command(flatten)]
     pub signal: SignalConfig,
+    /// Channels, ingest and the demo.
+    #[command(flatten)]
+    pub media: MediaOptions,
 }
 
 impl Default for ServeConfig {
@@ -28,6 +34,7 @@ impl Default for ServeConfig {
         ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             signal: SignalConfig::default(),
+            media: MediaOptions::default(),
         }
     }
 }
@@ -37,21 +44,66 @@ impl Default for ServeConfig {
 pub struct App {
     /// WebSocket signaling.
     pub signal: Signal,
+    /// Channels: ingest, segmenter, signed chunks, the demo.
+    pub media: Arc<Media>,
+}
+
+/// Channels the registry knows, then (with `--any-channel`) any other name.
+struct Directory {
+    media: Arc<Media>,
+    fallback: StaticDirectory,
+}
+
+impl ChannelDirectory for Directory {
+    fn lookup(&self, name: &str) -> Option<ChannelInfo> {
+        self.media
+            .lookup(name)
+            .or_else(|| self.fallback.lookup(name))
+    }
 }
 
 impl App {
-    /// Builds every service from the configuration.
-    pub fn new(config: &ServeConfig) -> Self {
-        let directory = Arc::new(StaticDirectory::new(config.signal.any_channel));
-        App {
-            signal: Signal::new(config.signal.clone(), directory),
-        }
+    /// Builds every service from the configuration. Fails on a bad channel config or an
+    /// unreadable key.
+    pub fn new(config: &ServeConfig) -> std::io::Result<Self> {
+        let media = Media::new(&config.media).map_err(std::io::Error::other)?;
+        let directory = Arc::new(Directory {
+            media: media.clone(),
+            fallback: StaticDirectory::new(config.signal.any_channel),
+        });
+        let signal = Signal::new(config.signal.clone(), directory);
+        let viewers = signal.clone();
+        let _ = media
+            .hooks
+            .viewers
+            .set(Box::new(move |channel| viewers.viewers(channel) as u64));
+        let stats = signal.clone();
+        media
+            .hooks
+            .metrics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Box::new(move |out| {
+                for (name, value) in stats.stats().snapshot() {
+                    let kind = if name.ends_with("_total") {
+                        "counter"
+                    } else {
+                        "gauge"
+                    };
+                    out.push_str(&format!(
+                        "# TYPE shoal_{name} {kind}\nshoal_{name} {value}\n"
+                    ));
+                }
+            }));
+        Ok(App { signal, media })
     }
 }
 
 /// The whole HTTP surface: each service merges its routes here.
 pub fn router(app: &App) -> Router {
-    Router::new().merge(app.signal.router())
+    Router::new()
+        .merge(app.signal.router())
+        .merge(http::router(app.media.clone()))
 }
 
 /// How long shutdown waits for open WebSockets to close.
@@ -72,13 +124,18 @@ pub async fn serve(
         }
     });
     let signal = app.signal.clone();
-    axum::serve(listener, router)
+    let demo = app.media.start();
+    let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutting down");
             signal.shutdown(SHUTDOWN_GRACE).await;
         })
-        .await
+        .await;
+    if let Some(demo) = demo {
+        demo.abort();
+    }
+    result
 }
 
 /// Binds `config.listen`, prints the URL and serves until SIGINT or SIGTERM.
@@ -86,7 +143,7 @@ pub async fn run(config: ServeConfig) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     println!("shoal: serving on http://{addr}/ (signaling at ws://{addr}/ws)");
-    let app = App::new(&config);
+    let app = App::new(&config)?;
     serve(listener, app, shutdown_signal()).await
 }
 

@@ -1,0 +1,426 @@
+//! One live channel: its keys, its init segment, the window of recent signed chunks, and the
+//! broadcast that tells the seeder and signaling about each new chunk.
+//!
+//! The state sits behind one `std::sync::Mutex`, held only to publish a chunk or copy out a
+//! snapshot; nothing awaits while holding it. Counters are atomics so the HTTP and
+//! signaling paths can bump them without the lock.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
+use swarm::{Chunk, ChunkHeader, SigningKey, VerifyingKey};
+use tokio::sync::{broadcast, watch};
+
+use super::init::InitSegment;
+use super::keys::hex;
+use super::segmenter::Fragment;
+
+/// How much recent media a channel keeps for late joiners and the HTTP fallback.
+pub const WINDOW: Duration = Duration::from_secs(30);
+/// Most bytes a channel's window holds, whatever its bitrate (30 s at ~25 Mbit/s).
+pub const MAX_WINDOW_BYTES: usize = 96 * 1024 * 1024;
+/// New chunks a slow subscriber may fall behind before it sees `Lagged`.
+const BROADCAST_CAPACITY: usize = 64;
+
+/// Counters for `/metrics` and the channel API. Other modules add to them.
+#[derive(Debug, Default)]
+pub struct ChannelCounters {
+    /// Chunks published.
+    pub chunks: AtomicU64,
+    /// Bytes of chunks published (media bytes in).
+    pub ingest_bytes: AtomicU64,
+    /// Ingest connections accepted.
+    pub ingests: AtomicU64,
+    /// Ingest connections that ended with an error.
+    pub ingest_errors: AtomicU64,
+    /// Bytes served by the HTTP fallback (init and chunk bodies).
+    pub bytes_out_http: AtomicU64,
+    /// Bytes the origin seeder uploaded to peers (bumped by the seeder).
+    pub bytes_out_seeder: AtomicU64,
+    /// Bytes viewers reported receiving, from any source (bumped by signaling from peer
+    /// stats); the denominator of offload.
+    pub bytes_received_by_viewers: AtomicU64,
+    /// Chunks or pieces peers reported failing verification.
+    pub verification_failures: AtomicU64,
+}
+
+/// The channel's current init segment as served.
+#[derive(Debug)]
+pub struct PublishedInit {
+    /// `ftyp` + `moov`.
+    pub bytes: Vec<u8>,
+    /// Codec list for MSE, e.g. `avc1.42c01e,mp4a.40.2`.
+    pub codec: String,
+    /// MIME type with codecs, for `addSourceBuffer`.
+    pub mime: String,
+    /// First 16 hex digits of the init segment's SHA-256: changes when the init does.
+    pub id: String,
+    segment: Arc<InitSegment>,
+}
+
+/// Where the channel's media time goes on, in ticks of its primary track.
+#[derive(Debug, Clone, Copy)]
+struct Timeline {
+    timescale: u32,
+    next: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    init: Option<Arc<PublishedInit>>,
+    window: VecDeque<Arc<Chunk>>,
+    window_bytes: usize,
+    next_seq: u64,
+    timeline: Option<Timeline>,
+    last_publish: Option<Instant>,
+}
+
+/// Why a fragment was not published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublishError {
+    /// A newer ingest took the channel over.
+    Replaced,
+    /// The fragment cannot be rewritten or signed.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for PublishError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PublishError::Replaced => f.write_str("a newer ingest replaced this one"),
+            PublishError::Invalid(why) => write!(f, "cannot publish fragment: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}
+
+/// Per track id, what to add to its decode times, in that track's ticks.
+type Offsets = Vec<(u32, i128)>;
+
+/// Per-source timeline mapping: one ingest connection, or one pass of the demo loop. The
+/// first fragment it publishes is placed right where the channel's media time ended, so a
+/// reconnecting broadcaster (or the looping demo) neither jumps nor repeats.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Offset per track id, in that track's ticks, for the init segment it was made for.
+    offsets: Option<(Arc<InitSegment>, Offsets)>,
+}
+
+impl Session {
+    /// A fresh mapping (computed at its first fragment).
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A point-in-time view of a channel for the API and metrics.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Whether a chunk was published recently.
+    pub live: bool,
+    /// The current init segment, if any chunk was published.
+    pub init: Option<Arc<PublishedInit>>,
+    /// Newest chunk's sequence number.
+    pub latest_seq: Option<u64>,
+    /// Oldest chunk still in the window.
+    pub oldest_seq: Option<u64>,
+    /// Chunks in the window.
+    pub window_chunks: usize,
+    /// Mean chunk duration over the window, seconds.
+    pub chunk_duration_s: Option<f64>,
+    /// Media bitrate over the window, bits per second.
+    pub bitrate_bps: Option<f64>,
+    /// Newest chunk's origin timestamp, Unix microseconds.
+    pub latest_timestamp_us: Option<u64>,
+}
+
+/// One channel. Shared as `Arc<Channel>`.
+#[derive(Debug)]
+pub struct Channel {
+    name: String,
+    stream_key: Option<String>,
+    signing: SigningKey,
+    public_key: String,
+    state: Mutex<State>,
+    chunks_tx: broadcast::Sender<Arc<Chunk>>,
+    ingest_gen: watch::Sender<u64>,
+    /// Counters for metrics and the API.
+    pub counters: ChannelCounters,
+}
+
+/// Wall-clock Unix microseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+impl Channel {
+    /// A channel signing with `signing`; `stream_key` of `None` takes no push ingest.
+    pub fn new(name: String, stream_key: Option<String>, signing: SigningKey) -> Self {
+        let public_key = hex(signing.verifying_key().as_bytes());
+        Channel {
+            name,
+            stream_key,
+            signing,
+            public_key,
+            state: Mutex::new(State::default()),
+            chunks_tx: broadcast::channel(BROADCAST_CAPACITY).0,
+            ingest_gen: watch::Sender::new(0),
+            counters: ChannelCounters::default(),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave State half-updated in a way that
+        // matters more than losing the channel, so keep serving it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The channel's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The public key as lowercase hex of its 32 bytes (what clients get).
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// The key chunks verify with.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+
+    /// Whether this channel takes push ingest.
+    pub fn accepts_ingest(&self) -> bool {
+        self.stream_key.is_some()
+    }
+
+    /// Checks a stream key in constant time (for equal lengths).
+    pub fn check_key(&self, key: &str) -> bool {
+        let Some(want) = &self.stream_key else {
+            return false;
+        };
+        let (a, b) = (want.as_bytes(), key.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Every new chunk, as it is published. A receiver that falls more than a few dozen
+    /// chunks behind gets `Lagged` and should catch up from [`Channel::window`].
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Chunk>> {
+        self.chunks_tx.subscribe()
+    }
+
+    /// The chunks in the live window, oldest first.
+    pub fn window(&self) -> Vec<Arc<Chunk>> {
+        self.state().window.iter().cloned().collect()
+    }
+
+    /// Chunk `seq`, if still in the window.
+    pub fn chunk(&self, seq: u64) -> Option<Arc<Chunk>> {
+        let state = self.state();
+        let first = state.window.front()?.header.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        state.window.get(i).cloned()
+    }
+
+    /// The current init segment.
+    pub fn init(&self) -> Option<Arc<PublishedInit>> {
+        self.state().init.clone()
+    }
+
+    /// The API's view of the channel.
+    pub fn snapshot(&self) -> Snapshot {
+        let state = self.state();
+        let latest = state.window.back();
+        let live = match (state.last_publish, latest) {
+            (Some(at), Some(c)) => {
+                let grace = Duration::from_micros(u64::from(c.header.duration_us) * 4);
+                at.elapsed() < grace.max(Duration::from_secs(5))
+            }
+            _ => false,
+        };
+        let total_us: u64 = state
+            .window
+            .iter()
+            .map(|c| u64::from(c.header.duration_us))
+            .sum();
+        let n = state.window.len();
+        Snapshot {
+            live,
+            init: state.init.clone(),
+            latest_seq: latest.map(|c| c.header.seq),
+            oldest_seq: state.window.front().map(|c| c.header.seq),
+            window_chunks: n,
+            chunk_duration_s: (n > 0).then(|| total_us as f64 / n as f64 / 1e6),
+            bitrate_bps: (total_us > 0)
+                .then(|| state.window_bytes as f64 * 8.0 / (total_us as f64 / 1e6)),
+            latest_timestamp_us: latest.map(|c| c.header.timestamp_us),
+        }
+    }
+
+    /// Starts a push ingest: any earlier one is told to stop. Returns its generation and a
+    /// receiver that changes when a newer ingest replaces it.
+    pub fn begin_ingest(&self) -> (u64, watch::Receiver<u64>) {
+        let mut gen = 0;
+        self.ingest_gen.send_modify(|g| {
+            *g += 1;
+            gen = *g;
+        });
+        self.counters.ingests.fetch_add(1, Ordering::Relaxed);
+        (gen, self.ingest_gen.subscribe())
+    }
+
+    /// Rewrites `fragment` onto the channel's timeline, signs it as the next chunk and
+    /// publishes it. `ingest` is the generation from [`Channel::begin_ingest`] (`None` for
+    /// the demo loop).
+    pub fn publish(
+        &self,
+        session: &mut Session,
+        mut fragment: Fragment,
+        ingest: Option<u64>,
+    ) -> Result<Arc<Chunk>, PublishError> {
+        let mut state = self.state();
+        if ingest.is_some_and(|g| g != *self.ingest_gen.borrow()) {
+            return Err(PublishError::Replaced);
+        }
+        let init = fragment.init.clone();
+        let offsets = match &session.offsets {
+            Some((i, o)) if Arc::ptr_eq(i, &init) => o.clone(),
+            _ => {
+                let o = offsets(&init, &fragment, state.timeline);
+                session.offsets = Some((init.clone(), o.clone()));
+                o
+            }
+        };
+        let mut primary_end = None;
+        for t in &fragment.info.tracks {
+            let offset = offsets
+                .iter()
+                .find(|(id, _)| *id == t.track_id)
+                .map_or(0, |(_, o)| *o);
+            let time = (i128::from(t.decode_time) + offset).max(0);
+            let at = t.tfdt.offset;
+            let field = if t.tfdt.wide {
+                let v = u64::try_from(time).map_err(|_| PublishError::Invalid("tfdt overflow"))?;
+                v.to_be_bytes().to_vec()
+            } else {
+                let v = u32::try_from(time)
+                    .map_err(|_| PublishError::Invalid("32-bit tfdt overflow"))?;
+                v.to_be_bytes().to_vec()
+            };
+            fragment
+                .bytes
+                .get_mut(at..at + field.len())
+                .ok_or(PublishError::Invalid("tfdt outside the fragment"))?
+                .copy_from_slice(&field);
+            if let Some(p) = init.primary().filter(|p| p.id == t.track_id) {
+                // time >= 0 here, and the sum saturates.
+                let end = (time as u64).saturating_add(t.duration);
+                primary_end = Some(Timeline {
+                    timescale: p.timescale,
+                    next: end,
+                });
+            }
+        }
+        let seq = state.next_seq;
+        let so = fragment.info.sequence_offset;
+        // mfhd sequence numbers only need to increase; the low 32 bits of seq + 1 do.
+        let mfhd = ((seq.wrapping_add(1)) as u32).to_be_bytes();
+        fragment
+            .bytes
+            .get_mut(so..so + 4)
+            .ok_or(PublishError::Invalid("mfhd outside the fragment"))?
+            .copy_from_slice(&mfhd);
+
+        let now = now_us();
+        let header = ChunkHeader::sign(
+            &self.signing,
+            seq,
+            now,
+            fragment.duration_us(),
+            fragment.keyframe(),
+            &fragment.bytes,
+        )
+        .map_err(|_| PublishError::Invalid("fragment larger than a chunk may be"))?;
+        let chunk = Arc::new(Chunk {
+            header,
+            bytes: fragment.bytes,
+        });
+
+        if state
+            .init
+            .as_ref()
+            .is_none_or(|i| i.segment.bytes != init.bytes)
+        {
+            let digest = Sha256::digest(&init.bytes);
+            state.init = Some(Arc::new(PublishedInit {
+                bytes: init.bytes.clone(),
+                codec: init.codecs(),
+                mime: init.mime(),
+                id: hex(&digest[..8]),
+                segment: init.clone(),
+            }));
+        }
+        if primary_end.is_some() {
+            state.timeline = primary_end;
+        }
+        state.next_seq += 1;
+        state.last_publish = Some(Instant::now());
+        state.window_bytes += chunk.bytes.len();
+        state.window.push_back(chunk.clone());
+        let horizon = now.saturating_sub(WINDOW.as_micros() as u64);
+        while let Some(front) = state.window.front() {
+            let old = front.header.timestamp_us < horizon;
+            if state.window.len() > 1 && (old || state.window_bytes > MAX_WINDOW_BYTES) {
+                state.window_bytes -= front.bytes.len();
+                state.window.pop_front();
+            } else {
+                break;
+            }
+        }
+        drop(state);
+        self.counters.chunks.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .ingest_bytes
+            .fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+        // No subscriber is fine: nobody is watching yet.
+        let _ = self.chunks_tx.send(chunk.clone());
+        Ok(chunk)
+    }
+}
+
+/// Offsets that move `fragment`'s primary track to where the channel's timeline ended, and
+/// every other track by the same amount of time (so audio stays in sync with video).
+fn offsets(init: &InitSegment, fragment: &Fragment, timeline: Option<Timeline>) -> Offsets {
+    let Some(timeline) = timeline else {
+        // The channel's first media: keep the source's own times.
+        return init.tracks.iter().map(|t| (t.id, 0)).collect();
+    };
+    let reference = init
+        .primary()
+        .and_then(|p| {
+            fragment
+                .info
+                .track(p.id)
+                .map(|f| (p.timescale, f.decode_time))
+        })
+        .or_else(|| {
+            let f = fragment.info.tracks.first()?;
+            Some((init.track(f.track_id)?.timescale, f.decode_time))
+        });
+    let Some((ts, start)) = reference else {
+        return Vec::new();
+    };
+    let next = i128::from(timeline.next) * i128::from(ts) / i128::from(timeline.timescale);
+    let offset = next - i128::from(start);
+    init.tracks
+        .iter()
+        .map(|t| (t.id, offset * i128::from(t.timescale) / i128::from(ts)))
+        .collect()
+}

@@ -1,0 +1,236 @@
+//! Live media: the channel registry, push ingest, the fMP4 segmenter, chunk signing and
+//! the built-in demo channel.
+//!
+//! The seeder and signaling use [`Media::channel`] then [`Channel::subscribe`] (new chunks),
+//! [`Channel::window`] / [`Channel::chunk`] (recent chunks), [`Channel::init`] (codec and
+//! init segment) and [`Channel::counters`] (bytes out, verification failures).
+
+pub mod channel;
+pub mod codec;
+pub mod demo;
+pub mod fragment;
+pub mod ingest;
+pub mod init;
+pub mod keys;
+pub mod mp4;
+pub mod segmenter;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use serde::Deserialize;
+use swarm::SigningKey;
+
+pub use channel::{Channel, ChannelCounters, PublishedInit, Snapshot};
+
+/// Name of the built-in demo channel.
+pub const DEMO_CHANNEL: &str = "demo";
+
+/// How the media side is configured: from the command line, merged with a config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct MediaOptions {
+    /// Channel config file (TOML): `data_dir`, `demo` and `[[channel]]` tables with
+    /// `name`, `stream_key` and optionally `signing_key` / `signing_key_file`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A push-ingest channel and its stream key (repeatable).
+    #[arg(long = "channel", value_name = "NAME:KEY")]
+    pub channels: Vec<String>,
+    /// Where channel signing keys are kept (generated on first use) [default: ./shoal-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Leave out the built-in demo channel.
+    #[arg(long)]
+    pub no_demo: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    demo: Option<bool>,
+    #[serde(default)]
+    channel: Vec<FileChannel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileChannel {
+    name: String,
+    stream_key: String,
+    /// The channel's Ed25519 secret key, 64 hex digits (else generated and kept).
+    signing_key: Option<String>,
+    /// A file holding that hex key.
+    signing_key_file: Option<PathBuf>,
+}
+
+/// Checks a channel name: 1–64 of `A-Z a-z 0-9 _ -`.
+pub fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Parses a `--channel NAME:KEY` value.
+pub fn parse_channel_flag(value: &str) -> Result<(String, String), String> {
+    let (name, key) = value
+        .split_once(':')
+        .ok_or_else(|| format!("--channel {value:?}: expected NAME:KEY"))?;
+    if !valid_name(name) {
+        return Err(format!(
+            "--channel {value:?}: a channel name is 1-64 of A-Z a-z 0-9 _ -"
+        ));
+    }
+    if key.is_empty() {
+        return Err(format!("--channel {value:?}: the stream key is empty"));
+    }
+    Ok((name.to_string(), key.to_string()))
+}
+
+/// Viewers of a channel, by name.
+pub type ViewerCount = Box<dyn Fn(&str) -> u64 + Send + Sync>;
+/// Appends Prometheus text.
+pub type MetricsWriter = Box<dyn Fn(&mut String) + Send + Sync>;
+
+/// Hooks other server parts plug in, so this module needs none of their types.
+#[derive(Default)]
+pub struct Hooks {
+    /// Viewers currently in a channel's swarm (from signaling).
+    pub viewers: OnceLock<ViewerCount>,
+    /// Extra Prometheus text appended to `/metrics` (signaling, seeder).
+    pub metrics: Mutex<Vec<MetricsWriter>>,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hooks")
+    }
+}
+
+/// The channel registry. Channels are fixed at start-up.
+#[derive(Debug)]
+pub struct Media {
+    channels: BTreeMap<String, Arc<Channel>>,
+    demo: bool,
+    /// Plug-in points for signaling and the seeder.
+    pub hooks: Hooks,
+}
+
+impl Media {
+    /// Builds the registry: reads the config file, merges the flags, loads or creates each
+    /// channel's signing key.
+    pub fn new(options: &MediaOptions) -> Result<Arc<Media>, String> {
+        let file: FileConfig = match &options.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let data_dir = options
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("shoal-data"));
+        let demo = !options.no_demo && file.demo.unwrap_or(true);
+        let mut channels = BTreeMap::new();
+        let mut add = |name: String, key: Option<String>, signing: SigningKey| {
+            if channels.contains_key(&name) {
+                return Err(format!("channel {name:?} is configured twice"));
+            }
+            let channel = Arc::new(Channel::new(name.clone(), key, signing));
+            channels.insert(name, channel);
+            Ok(())
+        };
+        for c in file.channel {
+            if !valid_name(&c.name) || c.name == DEMO_CHANNEL {
+                return Err(format!("invalid channel name {:?}", c.name));
+            }
+            let signing = signing_key(&data_dir, &c)?;
+            add(c.name, Some(c.stream_key), signing)?;
+        }
+        for flag in &options.channels {
+            let (name, key) = parse_channel_flag(flag)?;
+            if name == DEMO_CHANNEL {
+                return Err("the channel name \"demo\" is reserved for the demo".into());
+            }
+            let signing = keys::load_or_create(&data_dir, &name)?;
+            add(name, Some(key), signing)?;
+        }
+        if demo {
+            let signing = keys::load_or_create(&data_dir, DEMO_CHANNEL)?;
+            add(DEMO_CHANNEL.to_string(), None, signing)?;
+        }
+        Ok(Arc::new(Media {
+            channels,
+            demo,
+            hooks: Hooks::default(),
+        }))
+    }
+
+    /// A registry with no channels at all (no demo, nothing on disk): for tests of other
+    /// services.
+    pub fn without_channels() -> Arc<Media> {
+        Arc::new(Media {
+            channels: BTreeMap::new(),
+            demo: false,
+            hooks: Hooks::default(),
+        })
+    }
+
+    /// Starts the demo loop, if the demo channel is on. Needs a tokio runtime.
+    pub fn start(&self) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.demo {
+            return None;
+        }
+        let channel = self.channel(DEMO_CHANNEL)?;
+        Some(tokio::spawn(demo::run(channel)))
+    }
+
+    /// The channel called `name`.
+    pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        self.channels.get(name).cloned()
+    }
+
+    /// All channels, by name.
+    pub fn channels(&self) -> impl Iterator<Item = &Arc<Channel>> {
+        self.channels.values()
+    }
+
+    /// Viewers of `channel` as signaling counts them (0 until signaling plugs in).
+    pub fn viewers(&self, channel: &str) -> u64 {
+        self.hooks.viewers.get().map_or(0, |f| f(channel))
+    }
+}
+
+impl crate::signal::ChannelDirectory for Media {
+    fn lookup(&self, name: &str) -> Option<crate::signal::ChannelInfo> {
+        let channel = self.channel(name)?;
+        Some(crate::signal::ChannelInfo {
+            public_key: channel.public_key().to_string(),
+            codec: channel.init().map(|i| i.codec.clone()),
+            init_url: format!("/api/channels/{name}/init"),
+            chunk_url: Some(format!("/api/channels/{name}/chunks/{{seq}}")),
+        })
+    }
+}
+
+fn signing_key(data_dir: &Path, c: &FileChannel) -> Result<SigningKey, String> {
+    let hex = match (&c.signing_key, &c.signing_key_file) {
+        (Some(k), None) => k.clone(),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?
+        }
+        (None, None) => return keys::load_or_create(data_dir, &c.name),
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "channel {:?}: give signing_key or signing_key_file, not both",
+                c.name
+            ))
+        }
+    };
+    let bytes = keys::parse_key_hex(&hex).map_err(|e| format!("channel {:?}: {e}", c.name))?;
+    Ok(SigningKey::from_bytes(&bytes))
+}
