@@ -110,8 +110,12 @@ pub(crate) async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
         SignalStats::inc(&conn.hub.stats.heartbeat_timeouts);
     }
     drop(conn);
-    if end != End::Gone {
-        let _ = send_close(&mut ws, end).await;
+    if end != End::Gone && send_close(&mut ws, end).await.is_ok() && end != End::Heartbeat {
+        // Finish the closing handshake: read (and drop) until the peer's close frame. Dropping
+        // the socket with unread input would reset the connection and could lose our close
+        // frame and the error before it.
+        let drain = async { while let Some(Ok(_)) = ws.recv().await {} };
+        let _ = timeout(Duration::from_secs(1), drain).await;
     }
 }
 

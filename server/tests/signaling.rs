@@ -1,0 +1,478 @@
+//! The signaling endpoint end to end: a real server on port 0, real WebSocket clients.
+//!
+//! No assertion depends on timing: every wait is for an event, with a generous timeout that
+//! only matters when the test is already failing.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+use futures_util::{SinkExt, StreamExt};
+use shoal::signal::{ChannelInfo, Signal, SignalConfig, StaticDirectory};
+use signaling::protocol::{encode_client, parse_server, ClientMessage, ErrorCode, ServerMessage};
+use signaling::tracker::PeerId;
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+struct Server {
+    addr: SocketAddr,
+    signal: Signal,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Serves channels "demo", "one" and "two" with these limits through `shoal::serve`.
+    async fn start(config: SignalConfig) -> Server {
+        let directory = StaticDirectory::new(false);
+        for name in ["demo", "one", "two"] {
+            directory.insert(
+                name,
+                ChannelInfo {
+                    public_key: "ab".repeat(32),
+                    codec: Some("avc1.42E01E".into()),
+                    init_url: format!("/api/channels/{name}/init"),
+                    chunk_url: None,
+                },
+            );
+        }
+        let signal = Signal::new(config, Arc::new(directory));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        // The same wiring as `shoal::serve` without the media side (the binary test below
+        // covers the whole server).
+        let router = signal.router();
+        let on_stop = signal.clone();
+        let listener = listener.tap_io(|tcp| tcp.set_nodelay(true).unwrap());
+        let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+            let _ = stopped.await;
+            on_stop.shutdown(Duration::from_secs(5)).await;
+        });
+        let done = tokio::spawn(async move { serve.await });
+        Server {
+            addr,
+            signal,
+            stop: Some(stop),
+            done,
+        }
+    }
+
+    async fn client(&self) -> Client {
+        let url = format!("ws://{}/ws", self.addr);
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Client { ws }
+    }
+}
+
+struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+/// How a connection ended, seen from the client.
+#[derive(Debug, PartialEq)]
+enum Closed {
+    Code(u16),
+    NoFrame,
+}
+
+impl Client {
+    async fn send(&mut self, msg: &ClientMessage) {
+        self.send_raw(encode_client(msg)).await;
+    }
+
+    async fn send_raw(&mut self, text: String) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next signaling message (WebSocket pings are answered and skipped).
+    async fn recv(&mut self) -> ServerMessage {
+        loop {
+            let msg = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("no message in time")
+                .expect("socket ended")
+                .expect("socket error");
+            match msg {
+                Message::Text(t) => return parse_server(t.as_bytes()).unwrap(),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected frame {other:?}"),
+            }
+        }
+    }
+
+    async fn expect_error(&mut self, code: ErrorCode) {
+        match self.recv().await {
+            ServerMessage::Error { code: got, .. } => assert_eq!(got, code),
+            other => panic!("expected error {code}, got {other:?}"),
+        }
+    }
+
+    /// Reads until the server closes the socket; skips anything before.
+    async fn expect_closed(&mut self) -> Closed {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.ws.next())
+                .await
+                .expect("not closed in time");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => return Closed::Code(frame.code.into()),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Closed::NoFrame,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Proves the connection is alive and nothing else was queued for it before now.
+    async fn ping(&mut self) {
+        self.send(&ClientMessage::Ping).await;
+        assert_eq!(self.recv().await, ServerMessage::Pong);
+    }
+
+    async fn join(&mut self, channel: &str) -> (PeerId, Vec<PeerId>) {
+        self.send(&ClientMessage::Join {
+            channel: channel.into(),
+        })
+        .await;
+        match self.recv().await {
+            ServerMessage::Welcome {
+                peer_id,
+                neighbours,
+                channel,
+                ice_servers,
+            } => {
+                assert_eq!(channel.public_key, "ab".repeat(32));
+                assert!(ice_servers.is_empty());
+                (peer_id, neighbours)
+            }
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn join_hands_out_neighbours_and_counts_viewers() {
+    let server = Server::start(SignalConfig::default()).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let mut c = server.client().await;
+    let (ida, first) = a.join("demo").await;
+    assert!(first.is_empty());
+    let (idb, nb) = b.join("demo").await;
+    assert_eq!(nb, vec![ida]);
+    let (idc, mut nc) = c.join("demo").await;
+    nc.sort();
+    let mut expect = vec![ida, idb];
+    expect.sort();
+    assert_eq!(nc, expect);
+    assert!(ida != idb && idb != idc && ida != idc);
+    assert_eq!(server.signal.viewers("demo"), 3);
+    assert_eq!(server.signal.viewers("one"), 0);
+    assert_eq!(server.signal.channels(), vec![("demo".to_string(), 3)]);
+
+    // A second join on the same socket is refused; asking for more works.
+    a.send(&ClientMessage::Join {
+        channel: "one".into(),
+    })
+    .await;
+    a.expect_error(ErrorCode::AlreadyJoined).await;
+    a.send(&ClientMessage::More { want: 4 }).await;
+    match a.recv().await {
+        ServerMessage::Peers { neighbours } => assert!(!neighbours.contains(&ida)),
+        other => panic!("expected peers, got {other:?}"),
+    }
+    a.send(&ClientMessage::Report {
+        spare_upload: 2.0,
+        latest_seq: 10,
+    })
+    .await;
+    a.send(&ClientMessage::Unlink { peer: idb }).await;
+    a.ping().await;
+
+    // An unknown channel is refused without closing the socket.
+    let mut d = server.client().await;
+    d.send(&ClientMessage::Join {
+        channel: "nosuch".into(),
+    })
+    .await;
+    d.expect_error(ErrorCode::UnknownChannel).await;
+    d.ping().await;
+}
+
+#[tokio::test]
+async fn offer_answer_and_candidates_are_relayed() {
+    let server = Server::start(SignalConfig::default()).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let (ida, _) = a.join("demo").await;
+    let (idb, nb) = b.join("demo").await;
+    assert_eq!(nb, vec![ida]);
+
+    b.send(&ClientMessage::Offer {
+        to: ida,
+        sdp: "v=0 offer \"quoted\"\r\n".into(),
+    })
+    .await;
+    assert_eq!(
+        a.recv().await,
+        ServerMessage::Offer {
+            from: idb,
+            sdp: "v=0 offer \"quoted\"\r\n".into()
+        }
+    );
+    a.send(&ClientMessage::Answer {
+        to: idb,
+        sdp: "v=0 answer".into(),
+    })
+    .await;
+    assert_eq!(
+        b.recv().await,
+        ServerMessage::Answer {
+            from: ida,
+            sdp: "v=0 answer".into()
+        }
+    );
+    a.send(&ClientMessage::Candidate {
+        to: idb,
+        candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host".into(),
+        sdp_mid: Some("0".into()),
+        sdp_m_line_index: Some(0),
+    })
+    .await;
+    assert_eq!(
+        b.recv().await,
+        ServerMessage::Candidate {
+            from: ida,
+            candidate: "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host".into(),
+            sdp_mid: Some("0".into()),
+            sdp_m_line_index: Some(0),
+        }
+    );
+    assert_eq!(server.signal.stats().relayed.load(Ordering::Relaxed), 3);
+
+    // Leaving tells the neighbour; relaying to the departed peer fails cleanly.
+    b.send(&ClientMessage::Leave).await;
+    assert_eq!(b.expect_closed().await, Closed::Code(1000));
+    assert_eq!(a.recv().await, ServerMessage::PeerLeft { peer: idb });
+    a.send(&ClientMessage::Offer {
+        to: idb,
+        sdp: "x".into(),
+    })
+    .await;
+    a.expect_error(ErrorCode::UnknownPeer).await;
+}
+
+#[tokio::test]
+async fn no_relay_across_channels_or_before_joining() {
+    let server = Server::start(SignalConfig::default()).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let mut loner = server.client().await;
+    let (ida, _) = a.join("one").await;
+    let (idb, _) = b.join("two").await;
+
+    b.send(&ClientMessage::Offer {
+        to: ida,
+        sdp: "sneaky".into(),
+    })
+    .await;
+    b.expect_error(ErrorCode::UnknownPeer).await;
+    // Anything relayed to `a` would have been queued before this pong.
+    a.ping().await;
+
+    loner
+        .send(&ClientMessage::Offer {
+            to: idb,
+            sdp: "x".into(),
+        })
+        .await;
+    loner.expect_error(ErrorCode::NotJoined).await;
+    b.ping().await;
+
+    // Nor to oneself.
+    a.send(&ClientMessage::Answer {
+        to: ida,
+        sdp: "me".into(),
+    })
+    .await;
+    a.expect_error(ErrorCode::UnknownPeer).await;
+    assert_eq!(server.signal.stats().relayed.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn malformed_messages_get_errors_not_disconnects() {
+    let server = Server::start(SignalConfig::default()).await;
+    let mut c = server.client().await;
+    let cases: [(&str, ErrorCode); 7] = [
+        ("not json at all", ErrorCode::BadJson),
+        ("{\"v\":1,\"type\":", ErrorCode::BadJson),
+        ("[]", ErrorCode::BadMessage),
+        ("{\"type\":\"ping\"}", ErrorCode::BadVersion),
+        ("{\"v\":1,\"type\":\"teleport\"}", ErrorCode::UnknownType),
+        (
+            "{\"v\":1,\"type\":\"offer\",\"to\":1}",
+            ErrorCode::BadMessage,
+        ),
+        (
+            "{\"v\":1,\"type\":\"join\",\"channel\":7}",
+            ErrorCode::BadMessage,
+        ),
+    ];
+    for (text, code) in cases {
+        c.send_raw(text.into()).await;
+        c.expect_error(code).await;
+    }
+    for bad in ["../etc", "a b", "", ".hidden", "ünï", &"x".repeat(65)] {
+        c.send(&ClientMessage::Join {
+            channel: bad.into(),
+        })
+        .await;
+        c.expect_error(ErrorCode::BadChannel).await;
+    }
+    // Binary frames are read as the same JSON.
+    c.ws.send(Message::binary(
+        encode_client(&ClientMessage::Ping).into_bytes(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(c.recv().await, ServerMessage::Pong);
+    let (_, _) = c.join("demo").await;
+}
+
+#[tokio::test]
+async fn oversized_message_is_refused_and_others_keep_going() {
+    let config = SignalConfig {
+        max_message_bytes: 1024,
+        ..SignalConfig::default()
+    };
+    let server = Server::start(config).await;
+    let mut big = server.client().await;
+    let mut other = server.client().await;
+    let (idbig, _) = big.join("demo").await;
+    other.join("demo").await;
+    big.send(&ClientMessage::Offer {
+        to: 1,
+        sdp: "x".repeat(1500),
+    })
+    .await;
+    big.expect_error(ErrorCode::TooLarge).await;
+    assert_eq!(big.expect_closed().await, Closed::Code(1009));
+    assert_eq!(other.recv().await, ServerMessage::PeerLeft { peer: idbig });
+    other.ping().await;
+    // A message just under the limit passes.
+    other
+        .send(&ClientMessage::Offer {
+            to: 999_999,
+            sdp: "x".repeat(900),
+        })
+        .await;
+    other.expect_error(ErrorCode::UnknownPeer).await;
+}
+
+#[tokio::test]
+async fn flooding_is_rate_limited_then_closed() {
+    let config = SignalConfig {
+        msgs_per_sec: 1,
+        msg_burst: 10,
+        ..SignalConfig::default()
+    };
+    let server = Server::start(config).await;
+    let mut flood = server.client().await;
+    let mut calm = server.client().await;
+    let ping = encode_client(&ClientMessage::Ping);
+    for _ in 0..100 {
+        if flood.ws.feed(Message::text(ping.clone())).await.is_err() {
+            break;
+        }
+    }
+    let _ = flood.ws.flush().await;
+    let mut pongs = 0;
+    let mut limited = 0;
+    let closed = loop {
+        let next = tokio::time::timeout(PATIENCE, flood.ws.next())
+            .await
+            .expect("no message in time");
+        match next {
+            Some(Ok(Message::Text(t))) => match parse_server(t.as_bytes()).unwrap() {
+                ServerMessage::Pong => pongs += 1,
+                ServerMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                } => limited += 1,
+                other => panic!("unexpected {other:?}"),
+            },
+            Some(Ok(Message::Close(Some(frame)))) => break Closed::Code(frame.code.into()),
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break Closed::NoFrame,
+        }
+    };
+    assert_eq!(closed, Closed::Code(1008));
+    assert!((10..=12).contains(&pongs), "{pongs} pongs");
+    assert_eq!(limited, 2, "one warning, then the closing error");
+    assert!(server.signal.stats().rate_limited.load(Ordering::Relaxed) >= 11);
+    calm.ping().await;
+}
+
+#[tokio::test]
+async fn missed_heartbeats_close_the_socket_and_tell_neighbours() {
+    let config = SignalConfig {
+        heartbeat_ms: 50,
+        heartbeat_missed: 2,
+        ..SignalConfig::default()
+    };
+    let server = Server::start(config).await;
+    let mut silent = server.client().await;
+    let mut awake = server.client().await;
+    let (ids, _) = silent.join("demo").await;
+    let (_, n) = awake.join("demo").await;
+    assert_eq!(n, vec![ids]);
+    // `silent` is not polled from here on, so it never answers the server's pings; `awake`
+    // is, and tungstenite answers them for it.
+    assert_eq!(awake.recv().await, ServerMessage::PeerLeft { peer: ids });
+    assert!(matches!(
+        silent.expect_closed().await,
+        Closed::Code(1001) | Closed::NoFrame
+    ));
+    awake.ping().await;
+    assert_eq!(server.signal.viewers("demo"), 1);
+    assert!(
+        server
+            .signal
+            .stats()
+            .heartbeat_timeouts
+            .load(Ordering::Relaxed)
+            >= 1
+    );
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_sockets_and_returns() {
+    let mut server = Server::start(SignalConfig::default()).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    a.join("demo").await;
+    b.ping().await;
+    let _ = server.stop.take().unwrap().send(());
+    assert_eq!(a.expect_closed().await, Closed::Code(1001));
+    assert_eq!(b.expect_closed().await, Closed::Code(1001));
+    let result = tokio::time::timeout(PATIENCE, &mut server.done)
+        .await
+        .expect("server did not stop");
+    result.unwrap().unwrap();
+    assert_eq!(
+        server
+            .signal
+            .stats()
+            .connections_open
+            .load(Ordering::Relaxed),
+        0
+    );
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.addr)).await;
+    assert!(refused.is_err());
+}
+
