@@ -476,3 +476,57 @@ async fn graceful_shutdown_closes_sockets_and_returns() {
     assert!(refused.is_err());
 }
 
+/// The real binary: prints its URL, serves, and on SIGTERM closes sockets with 1001 and exits 0.
+#[tokio::test]
+async fn binary_serves_and_stops_on_sigterm() {
+    use tokio::io::AsyncBufReadExt;
+    let data = std::env::temp_dir().join(format!("shoal-signal-test-{}", std::process::id()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_shoal"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--any-channel",
+            "--no-demo",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(PATIENCE, lines.next_line())
+        .await
+        .expect("no URL printed")
+        .unwrap()
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .expect("a ws:// URL")
+        .trim_end_matches(')')
+        .to_string();
+    let (ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let mut c = Client { ws };
+    c.send(&ClientMessage::Join {
+        channel: "anything".into(),
+    })
+    .await;
+    assert!(matches!(c.recv().await, ServerMessage::Welcome { .. }));
+    let pid = child.id().unwrap().to_string();
+    let killed = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(c.expect_closed().await, Closed::Code(1001));
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("server did not exit")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let _ = std::fs::remove_dir_all(&data);
+}
