@@ -58,3 +58,43 @@ pub async fn run(channel: Arc<Channel>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::segmenter::{Event, Limits, Segmenter};
+    use swarm::SigningKey;
+
+    /// Two passes of the loop, published back to back: every track's decode time runs on
+    /// exactly where its previous fragment ended, across the loop point too.
+    #[test]
+    fn loop_continues_every_track() {
+        let channel = Channel::new("demo".into(), None, SigningKey::from_bytes(&[1; 32]));
+        let fragments = fragments().unwrap();
+        let init = fragments[0].init.bytes.clone();
+        let mut next = std::collections::HashMap::new();
+        for pass in 0..2 {
+            let mut session = Session::new();
+            for (i, f) in fragments.iter().enumerate() {
+                let chunk = channel.publish(&mut session, f.clone(), None).unwrap();
+                chunk.header.verify(&channel.verifying_key()).unwrap();
+                let mut s = Segmenter::new(Limits::default());
+                let mut events = Vec::new();
+                s.push(&init, &mut events).unwrap();
+                s.push(&chunk.bytes, &mut events).unwrap();
+                let Some(Event::Fragment(out)) = events.pop() else {
+                    panic!("chunk is not a fragment");
+                };
+                assert_eq!(chunk.header.seq, (pass * fragments.len() + i) as u64);
+                for t in &out.info.tracks {
+                    if let Some(want) = next.get(&t.track_id) {
+                        assert_eq!(t.decode_time, *want, "pass {pass} fragment {i}");
+                    }
+                    next.insert(t.track_id, t.decode_time + t.duration);
+                }
+            }
+        }
+        assert_eq!(next[&1], 2 * 16 * 15_360);
+        assert_eq!(next[&2], 2 * 16 * 48_000);
+    }
+}

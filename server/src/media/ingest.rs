@@ -49,6 +49,32 @@ fn stream_key(query: &KeyQuery, headers: &HeaderMap) -> Option<String> {
     auth.strip_prefix("Bearer ").map(|k| k.trim().to_string())
 }
 
+/// Notices an ingest whose connection closed under it: the server then drops the handler
+/// mid-await, so only `Drop` sees the end.
+struct Running {
+    channel: Arc<super::Channel>,
+    gen: u64,
+    published: u64,
+    finished: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.channel
+                .counters
+                .ingest_errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                channel = self.channel.name(),
+                gen = self.gen,
+                published = self.published,
+                "ingest connection closed mid-stream"
+            );
+        }
+    }
+}
+
 /// How an ingest ended badly.
 enum Failure {
     Replaced,
@@ -94,7 +120,12 @@ pub async fn ingest(
     let mut segmenter = Segmenter::new(Limits::default());
     let mut session = Session::new();
     let mut events = Vec::new();
-    let mut published = 0u64;
+    let mut running = Running {
+        channel: channel.clone(),
+        gen,
+        published: 0,
+        finished: false,
+    };
     let outcome = loop {
         let next = tokio::select! {
             biased;
@@ -118,7 +149,7 @@ pub async fn ingest(
         for event in events.drain(..) {
             if let Event::Fragment(fragment) = event {
                 match channel.publish(&mut session, fragment, Some(gen)) {
-                    Ok(_) => published += 1,
+                    Ok(_) => running.published += 1,
                     Err(PublishError::Replaced) => {
                         failed = Some(Failure::Replaced);
                         break;
@@ -134,6 +165,8 @@ pub async fn ingest(
             break Err(f);
         }
     };
+    running.finished = true;
+    let published = running.published;
     match outcome {
         Ok(()) => {
             tracing::info!(channel = %name, gen, published, "ingest ended");
