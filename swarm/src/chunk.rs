@@ -184,7 +184,9 @@ impl ChunkHeader {
         let hash = r.array::<32>()?;
         let n = r.u16()? as usize;
         if n != piece_count(len as usize) {
-            return Err(DecodeError::Invalid("piece count does not fit chunk length"));
+            return Err(DecodeError::Invalid(
+                "piece count does not fit chunk length",
+            ));
         }
         // n is bounded by MAX_PIECES through the length check above, and each hash is read
         // from the message itself, so this never allocates more than the message holds.
@@ -236,7 +238,10 @@ impl ChunkHeader {
 
     /// Checks one piece against its signed hash (the header must have been verified).
     pub fn verify_piece(&self, index: usize, data: &[u8]) -> Result<(), VerifyError> {
-        let want = self.piece_hashes.get(index).ok_or(VerifyError::NoSuchPiece)?;
+        let want = self
+            .piece_hashes
+            .get(index)
+            .ok_or(VerifyError::NoSuchPiece)?;
         if data.len() != self.piece_len(index) {
             return Err(VerifyError::LengthMismatch);
         }

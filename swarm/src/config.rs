@@ -49,7 +49,7 @@ impl Default for Config {
             origin: false,
             http_fallback: true,
             fallback_margin: 700_000,
-            push_grace: 350_000,
+            push_grace: 700_000,
             link_buffer: 64 * 1024,
             silence_timeout: 6_000_000,
             status_interval: 1_000_000,

@@ -165,6 +165,17 @@ const MAX_STRIKES: u32 = 6;
 const JUMP_AFTER: Time = 2_000_000;
 /// Playback jumps to the newest chunk when it lags the target by more than this.
 const MAX_EXTRA_DELAY: Time = 4_000_000;
+/// Deeper than this in a push tree means a loop (or a tree too deep to be useful).
+const MAX_DEPTH: u8 = 16;
+/// A parent that has itself had no parent this long is replaced.
+const ORPHAN_PATIENCE: Time = 1_500_000;
+/// A parent is kept at least this long before moving to a shallower one.
+const UPGRADE_AFTER: Time = 3_000_000;
+/// How long a neighbour that said it is busy is left alone.
+const BUSY_BACKOFF: Time = 1_000_000;
+/// After losing a parent, only shallower neighbours are candidates for this long (so
+/// descendants, which look shallow until news of the cut reaches them, are never picked).
+const RELAX_AFTER: Time = 1_500_000;
 /// Pieces pushed to a child are dropped from the queue after this long.
 const PUSH_STALE: Time = 3_000_000;
 
@@ -179,6 +190,8 @@ struct Neighbour {
     latest: u64,
     depths: Vec<u8>,
     spare: u8,
+    /// Its fan-out (substream subscriptions it serves).
+    children: u8,
     /// Substreams this peer pushes to it.
     serving: u16,
     /// When each served substream was accepted (for shedding the newest first).
@@ -199,6 +212,8 @@ struct Neighbour {
     avoid_mask: u16,
     /// Chunks it told us to stop sending.
     cancelled: BTreeSet<u64>,
+    /// It said its upload is full: no requests to it before this time.
+    busy_until: Time,
 }
 
 impl Neighbour {
@@ -211,6 +226,7 @@ impl Neighbour {
             latest: 0,
             depths: Vec::new(),
             spare: 0,
+            children: 0,
             serving: 0,
             serving_since: now,
             parent_for: 0,
@@ -222,6 +238,7 @@ impl Neighbour {
             avoid_until: 0,
             avoid_mask: 0,
             cancelled: BTreeSet::new(),
+            busy_until: 0,
         }
     }
 
@@ -252,8 +269,10 @@ pub struct Peer {
     neighbours: BTreeMap<PeerId, Neighbour>,
     banned: BTreeSet<PeerId>,
     out: VecDeque<Output>,
-    /// Pieces waiting for upload: (seq, piece, to), most urgent (oldest) first.
-    queue: BTreeSet<(u64, u16, PeerId)>,
+    /// Pieces waiting for upload: (class, seq, piece, to). Pushes (class 0) go before
+    /// answers to requests (class 1): they feed whole subtrees. Oldest chunk first in a class.
+    /// Within a piece, children with the most children of their own come first.
+    queue: BTreeSet<(u8, u64, u16, u8, PeerId)>,
     in_flight: usize,
     tokens: f64,
     tokens_at: Time,
@@ -284,6 +303,14 @@ pub struct Peer {
     /// Per substream, moving share of chunks whose pieces the parent failed to push.
     miss: Vec<f64>,
     last_depths: Vec<u8>,
+    /// Per substream: when the last parent was lost.
+    parent_lost: Vec<Time>,
+    /// Depths last announced to neighbours.
+    sent_depths: Vec<u8>,
+    /// Per substream: when the current parent accepted.
+    parent_since: Vec<Time>,
+    /// Per substream: since when the parent has itself been cut off from the origin.
+    orphan_since: Vec<Option<Time>>,
     next_tick: Time,
     next_status: Time,
     next_need: Time,
@@ -329,6 +356,10 @@ impl Peer {
             pending: vec![None; k],
             miss: vec![0.0; k],
             last_depths: vec![if origin { 0 } else { NO_DEPTH }; k],
+            orphan_since: vec![None; k],
+            parent_since: vec![0; k],
+            sent_depths: Vec::new(),
+            parent_lost: vec![0; k],
             next_tick: now,
             next_status: now,
             next_need: now,
@@ -374,6 +405,21 @@ impl Peer {
     /// Whether chunk `seq` is held complete and verified.
     pub fn has_chunk(&self, seq: u64) -> bool {
         self.store.has_complete(seq)
+    }
+
+    /// A one-line summary of the peer's push-tree position, for logs and debugging.
+    pub fn debug_summary(&self) -> String {
+        format!(
+            "parents={:?} depths={:?} served={} allowed={} cap={:?} queue={} in_flight={} neighbours={}",
+            self.parents,
+            self.depths(),
+            self.served,
+            self.allowed_slots(),
+            self.capacity.map(|c| c as u64),
+            self.queue.len(),
+            self.in_flight,
+            self.neighbours.len()
+        )
     }
 
     /// Upload capacity estimate in bytes per second, once measured.
@@ -431,6 +477,7 @@ impl Peer {
         if now >= self.next_tick {
             self.tick(now);
         }
+        self.announce_depths();
         self.advance_playout(now);
         self.pump(now);
         self.arm(now);
@@ -460,12 +507,13 @@ impl Peer {
         for s in 0..self.parents.len() {
             if self.parents[s] == Some(peer) {
                 self.parents[s] = None;
+                self.parent_lost[s] = self.last_event;
             }
             if matches!(self.pending[s], Some((p, _)) if p == peer) {
                 self.pending[s] = None;
             }
         }
-        self.queue.retain(|&(_, _, to)| to != peer);
+        self.queue.retain(|&(_, _, _, _, to)| to != peer);
         for slot in self.store.slots.values_mut() {
             for r in slot.requested.iter_mut() {
                 if matches!(r, Some((p, _)) if *p == peer) {
@@ -505,12 +553,12 @@ impl Peer {
             return vec![0; self.parents.len()];
         }
         (0..self.parents.len())
-            .map(|s| {
-                self.parents[s]
-                    .and_then(|p| self.neighbours.get(&p))
-                    .map(|n| n.depth(s).saturating_add(1).min(NO_DEPTH - 1))
-                    .unwrap_or(NO_DEPTH)
-            })
+            .map(
+                |s| match self.parents[s].and_then(|p| self.neighbours.get(&p)) {
+                    Some(n) if n.depth(s) < MAX_DEPTH => n.depth(s) + 1,
+                    _ => NO_DEPTH,
+                },
+            )
             .collect()
     }
 
@@ -523,6 +571,22 @@ impl Peer {
             latest,
             depths: self.depths(),
             spare_slots: self.spare_slots().min(255) as u8,
+            children: self.served.min(255) as u8,
+        }
+    }
+
+    /// Tells every neighbour at once when this peer's place in a push tree changed, so
+    /// descendants learn of a cut (and nobody picks them as a parent) within one hop's time.
+    fn announce_depths(&mut self) {
+        let depths = self.depths();
+        if depths == self.sent_depths {
+            return;
+        }
+        self.sent_depths = depths;
+        let msg = self.status();
+        let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
+        for id in ids {
+            self.send(id, &msg);
         }
     }
 
@@ -553,15 +617,29 @@ impl Peer {
             return 0;
         }
         let k = self.parents.len();
+        // The origin only pushes (viewers repair from each other), so it may fill its cap.
+        let share = if self.cfg.origin { 0.95 } else { 0.8 };
         match self.upload_bound() {
-            Some(bound) => (0.8 * bound / self.substream_rate()) as usize,
-            // Never saturated and uncapped: grow a little past what is used now.
-            None => (self.served + 2).min(4 * k),
+            Some(bound) => (share * bound / self.substream_rate()) as usize,
+            // Never saturated and uncapped: assume two copies' worth until measured (a
+            // weaker link shows itself within a second and sheds), then grow past use.
+            None => (self.served + 2).max(2 * k).min(4 * k),
         }
     }
 
     fn spare_slots(&self) -> usize {
-        self.allowed_slots().saturating_sub(self.served)
+        let spare = self.allowed_slots().saturating_sub(self.served);
+        if spare == 0
+            && self.cfg.origin
+            && self
+                .neighbours
+                .values()
+                .any(|n| n.serving.count_ones() >= 2)
+        {
+            // The origin can always make room for a new tree root (see `on_subscribe`).
+            return 1;
+        }
+        spare
     }
 
     fn account_saturation(&mut self, now: Time) {
@@ -570,7 +648,9 @@ impl Peer {
         }
         self.last_event = now;
         let span = now.saturating_sub(self.win_start);
-        if span >= 1_000_000 {
+        // The origin's budget is its configured cap: its link also carries HTTP and more,
+        // which must not talk the seeder out of feeding the tree roots.
+        if span >= 1_000_000 && !self.cfg.origin {
             let rate = self.win_sent as f64 * 1e6 / span as f64;
             let frac = self.win_saturated as f64 / span as f64;
             if frac > 0.7 && rate > 0.0 {
@@ -595,15 +675,19 @@ impl Peer {
         self.saturated = false;
         if let Some(limit) = self.cfg.upload_limit {
             let dt = now.saturating_sub(self.tokens_at) as f64 / 1e6;
-            self.tokens = (self.tokens + dt * limit as f64).min(2.0 * PIECE_SIZE as f64);
+            // The cap is an average: a whole chunk may leave in one burst (a chunk is cut
+            // all at once, and holding it back only delays every viewer below).
+            let burst = (limit as f64 * 0.5).max(2.0 * PIECE_SIZE as f64);
+            self.tokens = (self.tokens + dt * limit as f64).min(burst);
             self.tokens_at = now;
         }
+        // Keep little in the links' buffers: what is queued here can still be reordered by
+        // urgency, what is in a buffer cannot.
         let total_limit = match self.capacity {
-            Some(c) => (c * 0.1) as usize,
+            Some(c) => (c * 0.05) as usize,
             None => 0,
         }
-        .max(3 * PIECE_SIZE)
-        .max(self.cfg.link_buffer);
+        .max(2 * PIECE_SIZE);
         let mut blocked: BTreeSet<PeerId> = BTreeSet::new();
         let mut cursor = self.queue.first().copied();
         while let Some(item) = cursor {
@@ -619,7 +703,7 @@ impl Peer {
                 .range((std::ops::Bound::Excluded(item), std::ops::Bound::Unbounded))
                 .next()
                 .copied();
-            let (seq, index, to) = item;
+            let (_, seq, index, _, to) = item;
             if blocked.contains(&to) {
                 continue;
             }
@@ -635,9 +719,10 @@ impl Peer {
             if let Some(n) = self.neighbours.get_mut(&to) {
                 n.queued = n.queued.saturating_sub(1);
             }
-            let wanted = self.neighbours.get(&to).is_some_and(|n| {
-                !n.have.contains(&seq) && !n.cancelled.contains(&seq)
-            });
+            let wanted = self
+                .neighbours
+                .get(&to)
+                .is_some_and(|n| !n.have.contains(&seq) && !n.cancelled.contains(&seq));
             let Some(slot) = self.store.get(seq) else {
                 continue;
             };
@@ -661,18 +746,19 @@ impl Peer {
                 && self
                     .queue
                     .iter()
-                    .all(|(_, _, to)| blocked.contains(to));
+                    .all(|(_, _, _, _, to)| blocked.contains(to));
         }
     }
 
-    fn enqueue(&mut self, to: PeerId, seq: u64, index: u16) -> bool {
+    fn enqueue(&mut self, to: PeerId, seq: u64, index: u16, push: bool) -> bool {
         let Some(n) = self.neighbours.get_mut(&to) else {
             return false;
         };
         if n.queued >= MAX_QUEUED_PER_PEER {
             return false;
         }
-        if self.queue.insert((seq, index, to)) {
+        let rank = u8::MAX - n.children;
+        if self.queue.insert((u8::from(!push), seq, index, rank, to)) {
             n.queued += 1;
         }
         true
@@ -702,6 +788,7 @@ impl Peer {
                 latest,
                 depths,
                 spare_slots,
+                children,
             } => {
                 let floor = self.window_floor();
                 let plausible = self.latest.map_or(u64::MAX, |l| l + MAP_CHUNKS);
@@ -715,6 +802,7 @@ impl Peer {
                     n.latest = n.latest.max(latest);
                     n.depths = depths;
                     n.spare = spare_slots;
+                    n.children = children;
                 }
             }
             Message::Have { seq } => {
@@ -738,7 +826,7 @@ impl Peer {
                 header,
                 pieces,
             } => self.on_request(from, seq, header, &pieces),
-            Message::Reject { seq } => self.on_reject(from, seq),
+            Message::Reject { seq, busy } => self.on_reject(from, seq, busy, now),
             Message::Subscribe { mask } => self.on_subscribe(from, mask, now),
             Message::Accept { mask } => self.on_accept(from, mask, now),
             Message::Unsubscribe { mask } => {
@@ -751,6 +839,7 @@ impl Peer {
                 for s in 0..self.parents.len() {
                     if mask & (1 << s) != 0 && self.parents[s] == Some(from) {
                         self.parents[s] = None;
+                        self.parent_lost[s] = self.last_event;
                     }
                 }
             }
@@ -895,7 +984,9 @@ impl Peer {
             n.rate = 0.9 * n.rate + 0.1 * (len as f64 * 1e6 / (now - n.since).max(1) as f64);
             n.strikes = n.strikes.saturating_sub(1);
         }
-        let pushed_by_parent = self.parents[s] == Some(from) && requested_from.is_none();
+        // A piece from the parent counts as pushed unless it answered our own request to it.
+        let pushed_by_parent =
+            self.parents[s] == Some(from) && requested_from.is_none_or(|(p, _)| p != from);
         if let Some(slot) = self.store.get_mut(seq) {
             if slot.src.len() < slot.have.len() {
                 slot.src.resize(slot.have.len(), false);
@@ -906,13 +997,11 @@ impl Peer {
         let children: Vec<PeerId> = self
             .neighbours
             .iter()
-            .filter(|(id, n)| {
-                **id != from && n.serving & (1 << s) != 0 && !n.have.contains(&seq)
-            })
+            .filter(|(id, n)| **id != from && n.serving & (1 << s) != 0 && !n.have.contains(&seq))
             .map(|(id, _)| *id)
             .collect();
         for c in children {
-            self.enqueue(c, seq, index);
+            self.enqueue(c, seq, index, true);
         }
         if complete {
             self.complete(seq, now);
@@ -954,7 +1043,7 @@ impl Peer {
             if n_pieces < k && (0..n_pieces).all(|i| (seq as usize + i) % k != s) {
                 continue;
             }
-            if self.parents[s].is_some() {
+            if self.parents[s].is_some() && first_seen > self.parent_since[s] + 500_000 {
                 let miss = if *ok { 0.0 } else { 1.0 };
                 self.miss[s] = 0.75 * self.miss[s] + 0.25 * miss;
             }
@@ -965,8 +1054,8 @@ impl Peer {
             self.metrics
                 .record_delivery((now as i64 - published).max(0) as Time);
         }
-        let _ = first_seen;
-        self.out.push_back(Output::Event(Event::ChunkComplete { seq }));
+        self.out
+            .push_back(Output::Event(Event::ChunkComplete { seq }));
         let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
         for id in ids {
             self.send(id, &Message::Have { seq });
@@ -975,13 +1064,32 @@ impl Peer {
     }
 
     fn on_request(&mut self, from: PeerId, seq: u64, header: bool, pieces: &[u16]) {
-        let can_upload = self.cfg.upload_limit != Some(0);
-        let Some(slot) = self.store.get(seq) else {
-            self.send(from, &Message::Reject { seq });
+        let reject = |busy| Message::Reject { seq, busy };
+        let Some(h) = self.store.get(seq).and_then(|s| s.header.clone()) else {
+            self.send(from, &reject(false));
             return;
         };
-        let Some(h) = slot.header.clone() else {
-            self.send(from, &Message::Reject { seq });
+        if self.cfg.upload_limit == Some(0) {
+            self.send(from, &reject(false));
+            return;
+        }
+        // Answer only what can leave soon: a full queue says "busy" so the asker goes elsewhere
+        // at once instead of waiting for a timeout.
+        let backlog = self.queue.len();
+        let busy_at = if self.cfg.origin {
+            8
+        } else {
+            4 * MAX_REQUESTS_PER_PEER
+        };
+        if backlog >= busy_at {
+            self.send(from, &reject(true));
+            return;
+        }
+        if header {
+            self.metrics.bytes_to_peers += h.encoded_len() as u64;
+            self.send(from, &Message::Header(h));
+        }
+        let Some(slot) = self.store.get(seq) else {
             return;
         };
         let held: Vec<u16> = pieces
@@ -989,14 +1097,6 @@ impl Peer {
             .copied()
             .filter(|&i| slot.have.get(i as usize).copied().unwrap_or(false))
             .collect();
-        if !can_upload {
-            self.send(from, &Message::Reject { seq });
-            return;
-        }
-        if header {
-            self.metrics.bytes_to_peers += h.encoded_len() as u64;
-            self.send(from, &Message::Header(h));
-        }
         let lacking = held.len() < pieces.len();
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.cancelled.remove(&seq);
@@ -1004,14 +1104,16 @@ impl Peer {
         }
         let mut refused = false;
         for i in held {
-            refused |= !self.enqueue(from, seq, i);
+            refused |= !self.enqueue(from, seq, i, false);
         }
-        if lacking || refused {
-            self.send(from, &Message::Reject { seq });
+        if refused {
+            self.send(from, &reject(true));
+        } else if lacking {
+            self.send(from, &reject(false));
         }
     }
 
-    fn on_reject(&mut self, from: PeerId, seq: u64) {
+    fn on_reject(&mut self, from: PeerId, seq: u64, busy: bool, now: Time) {
         let mut cleared = 0;
         if let Some(slot) = self.store.get_mut(seq) {
             for r in slot.requested.iter_mut() {
@@ -1026,8 +1128,10 @@ impl Peer {
         }
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.requests = n.requests.saturating_sub(cleared);
-            if n.have.remove(&seq) {
-                // It announced the chunk and then refused it.
+            if busy {
+                n.busy_until = now + BUSY_BACKOFF;
+            } else if n.have.remove(&seq) {
+                // It announced the chunk and then said it lacks it.
                 n.strikes += 1;
             }
         }
@@ -1036,21 +1140,36 @@ impl Peer {
     fn on_subscribe(&mut self, from: PeerId, mask: u16, now: Time) {
         let k = self.parents.len();
         let valid = if k >= 16 { u16::MAX } else { (1u16 << k) - 1 };
-        let mut spare = self.spare_slots();
-        let mut added = 0u16;
         let Some(n) = self.neighbours.get(&from) else {
             return;
         };
         let already = n.serving;
-        for s in 0..k {
-            let bit = 1u16 << s;
-            // Never push a substream back to the parent that feeds it to us.
-            if mask & bit != 0 && already & bit == 0 && spare > 0 && self.parents[s] != Some(from)
-            {
-                added |= bit;
-                spare -= 1;
+        let theirs: Vec<u8> = (0..k).map(|s| n.depth(s)).collect();
+        let added = if self.cfg.origin {
+            self.origin_accept(from, mask & valid & !already)
+        } else {
+            let mut spare = self.allowed_slots().saturating_sub(self.served);
+            let mine = self.depths();
+            let mut added = 0u16;
+            for s in 0..k {
+                let bit = 1u16 << s;
+                // Only a peer fed from the origin can feed others, and never one of its own
+                // ancestors (an ancestor is shallower): that would close a loop.
+                let fed = mine[s] < MAX_DEPTH;
+                let below = theirs[s] == NO_DEPTH || theirs[s] > mine[s];
+                if mask & bit != 0
+                    && already & bit == 0
+                    && spare > 0
+                    && fed
+                    && below
+                    && self.parents[s] != Some(from)
+                {
+                    added |= bit;
+                    spare -= 1;
+                }
             }
-        }
+            added
+        };
         let serving = (already | added) & valid;
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.serving = serving;
@@ -1062,6 +1181,91 @@ impl Peer {
         self.send(from, &Message::Accept { mask: serving });
     }
 
+    /// The origin's choice of roots: every substream rooted at least once before any is
+    /// rooted twice, at most one root per child while all are covered, and a slot freed
+    /// from a duplicated root when an uncovered substream is asked for.
+    fn origin_accept(&mut self, from: PeerId, wanted: u16) -> u16 {
+        let k = self.parents.len();
+        let mut load = self.substream_load();
+        let mut spare = self.allowed_slots().saturating_sub(self.served);
+        let mut held = self
+            .neighbours
+            .get(&from)
+            .map_or(0, |n| n.serving.count_ones());
+        let mut order: Vec<usize> = (0..k).filter(|s| wanted & (1 << s) != 0).collect();
+        order.sort_by_key(|&s| (load[s], s));
+        let mut added = 0u16;
+        for s in order {
+            if load[s] == 0 {
+                if spare == 0 {
+                    // Free a duplicated root (never the asker's own).
+                    let victim = self.neighbours.iter().find_map(|(id, c)| {
+                        (*id != from)
+                            .then(|| (0..k).find(|&d| c.serving & (1 << d) != 0 && load[d] >= 2))
+                            .flatten()
+                            .map(|d| (*id, d))
+                    });
+                    if let Some((id, d)) = victim {
+                        if let Some(c) = self.neighbours.get_mut(&id) {
+                            c.serving &= !(1 << d);
+                        }
+                        self.served -= 1;
+                        load[d] -= 1;
+                        spare += 1;
+                        self.send(id, &Message::Unsubscribe { mask: 1 << d });
+                    }
+                }
+            } else if held > 0 {
+                continue;
+            }
+            if spare == 0 {
+                break;
+            }
+            added |= 1 << s;
+            load[s] += 1;
+            spare -= 1;
+            held += 1;
+        }
+        added
+    }
+
+    /// Children served per substream.
+    fn substream_load(&self) -> Vec<usize> {
+        (0..self.parents.len())
+            .map(|s| {
+                self.neighbours
+                    .values()
+                    .filter(|n| n.serving & (1 << s) != 0)
+                    .count()
+            })
+            .collect()
+    }
+
+    /// The origin frees a duplicated root while a substream has none, so the next request
+    /// for the uncovered substream finds room.
+    fn rebalance_roots(&mut self) {
+        if !self.cfg.origin || self.allowed_slots() > self.served {
+            return;
+        }
+        let load = self.substream_load();
+        if !load.contains(&0) {
+            return;
+        }
+        let k = self.parents.len();
+        let victim = self.neighbours.iter().find_map(|(id, c)| {
+            (0..k)
+                .find(|&s| c.serving & (1 << s) != 0 && load[s] >= 2)
+                .map(|s| (*id, 1u16 << s))
+        });
+        if let Some((id, bit)) = victim {
+            if let Some(c) = self.neighbours.get_mut(&id) {
+                c.serving &= !bit;
+            }
+            self.served -= 1;
+            self.send(id, &Message::Unsubscribe { mask: bit });
+        }
+    }
+
     fn on_accept(&mut self, from: PeerId, mask: u16, now: Time) {
         for s in 0..self.parents.len() {
             let bit = 1u16 << s;
@@ -1070,13 +1274,24 @@ impl Peer {
                 self.pending[s] = None;
                 if mask & bit != 0 && self.parents[s].is_none() {
                     self.parents[s] = Some(from);
+                    self.parent_since[s] = now;
                     self.miss[s] = 0.0;
                     if let Some(n) = self.neighbours.get_mut(&from) {
                         n.parent_for |= bit;
                     }
                 } else if mask & bit != 0 {
-                    // Accepted after we found another parent: tell it to stop.
-                    self.send(from, &Message::Unsubscribe { mask: bit });
+                    // An upgrade to a shallower parent: switch, then release the old one.
+                    if let Some(old) = self.parents[s].replace(from) {
+                        self.send(old, &Message::Unsubscribe { mask: bit });
+                        if let Some(n) = self.neighbours.get_mut(&old) {
+                            n.parent_for &= !bit;
+                        }
+                    }
+                    self.parent_since[s] = now;
+                    self.miss[s] = 0.0;
+                    if let Some(n) = self.neighbours.get_mut(&from) {
+                        n.parent_for |= bit;
+                    }
                 } else if let Some(n) = self.neighbours.get_mut(&from) {
                     n.spare = 0;
                 }
@@ -1085,7 +1300,6 @@ impl Peer {
                 self.send(from, &Message::Unsubscribe { mask: bit });
             }
         }
-        let _ = now;
     }
 
     fn on_http(&mut self, seq: u64, body: Option<&[u8]>, now: Time) {
@@ -1134,7 +1348,7 @@ impl Peer {
                 .map(|(id, _)| *id)
                 .collect();
             for c in children {
-                self.enqueue(c, seq, i);
+                self.enqueue(c, seq, i, true);
             }
         }
         self.complete(seq, now);
@@ -1162,7 +1376,7 @@ impl Peer {
                 .map(|(id, _)| *id)
                 .collect();
             for c in children {
-                self.enqueue(c, seq, i as u16);
+                self.enqueue(c, seq, i as u16, true);
             }
         }
         self.metrics.chunks_verified += 1;
@@ -1204,6 +1418,7 @@ impl Peer {
         }
         self.shed_children();
         if now >= self.next_status {
+            self.rebalance_roots();
             self.next_status = now + self.cfg.status_interval;
             let msg = self.status();
             let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
@@ -1223,7 +1438,7 @@ impl Peer {
             let store = &self.store;
             let before = self.queue.len();
             let mut dropped: Vec<PeerId> = Vec::new();
-            self.queue.retain(|&(seq, _, to)| {
+            self.queue.retain(|&(_, seq, _, _, to)| {
                 let keep = store.get(seq).is_some_and(|s| s.first_seen >= stale);
                 if !keep {
                     dropped.push(to);
@@ -1263,16 +1478,29 @@ impl Peer {
         let useless: Vec<PeerId> = self
             .neighbours
             .iter()
-            .filter(|(_, n)| n.strikes >= MAX_STRIKES)
+            .filter(|(_, n)| n.strikes >= MAX_STRIKES && !n.seeder)
             .map(|(id, _)| *id)
             .collect();
         for id in useless {
             self.drop_peer(id, DropReason::Useless);
         }
-        // Parents that keep missing their pieces are replaced.
+        // Parents that keep missing their pieces, or that are cut off from the origin
+        // themselves, are replaced.
         for s in 0..self.parents.len() {
             if let Some(p) = self.parents[s] {
-                if self.miss[s] > 0.6 {
+                let cut_off = self
+                    .neighbours
+                    .get(&p)
+                    .is_some_and(|n| n.depth(s) >= MAX_DEPTH && !n.depths.is_empty());
+                let since = match (cut_off, self.orphan_since[s]) {
+                    (false, _) => None,
+                    (true, None) => Some(now),
+                    (true, Some(t)) => Some(t),
+                };
+                self.orphan_since[s] = since;
+                let orphaned = since.is_some_and(|t| now - t > ORPHAN_PATIENCE);
+                if self.miss[s] > 0.6 || orphaned {
+                    self.orphan_since[s] = None;
                     self.send(p, &Message::Unsubscribe { mask: 1 << s });
                     if let Some(n) = self.neighbours.get_mut(&p) {
                         n.parent_for &= !(1 << s);
@@ -1280,6 +1508,7 @@ impl Peer {
                         n.avoid_until = now + AVOID_FOR;
                     }
                     self.parents[s] = None;
+                    self.parent_lost[s] = self.last_event;
                     self.miss[s] = 0.0;
                 }
             }
@@ -1306,9 +1535,33 @@ impl Peer {
         let my_depths = self.depths();
         let mut asks: BTreeMap<PeerId, u16> = BTreeMap::new();
         for s in 0..k {
-            if self.parents[s].is_some() || self.pending[s].is_some() {
+            if self.pending[s].is_some() {
+                continue;
+            }
+            if let Some(parent) = self.parents[s] {
                 if my_depths[s] != NO_DEPTH {
                     self.last_depths[s] = my_depths[s];
+                }
+                // Flatten the tree: move to a neighbour at least two levels shallower.
+                if now < self.parent_since[s] + UPGRADE_AFTER {
+                    continue;
+                }
+                let mine = my_depths[s];
+                let better = self
+                    .neighbours
+                    .iter()
+                    .filter(|(id, n)| {
+                        **id != parent
+                            && n.depth(s).saturating_add(2) <= mine
+                            && n.spare > asks.get(*id).copied().unwrap_or(0).count_ones() as u8
+                            && n.serving & (1 << s) == 0
+                            && !(n.avoid_mask & (1 << s) != 0 && now < n.avoid_until)
+                    })
+                    .min_by_key(|(id, n)| (n.depth(s), (n.parent_for).count_ones(), **id))
+                    .map(|(id, _)| *id);
+                if let Some(id) = better {
+                    *asks.entry(id).or_default() |= 1 << s;
+                    self.pending[s] = Some((id, now));
                 }
                 continue;
             }
@@ -1328,7 +1581,10 @@ impl Peer {
                     continue;
                 }
                 let jitter = (self.rng.next_u32() % 1000) as f64 / 2000.0;
-                let score = d as f64 + jitter - (n.rate / self.bitrate.max(1.0)).min(2.0) * 0.2;
+                // Spread substreams over distinct parents: one loss then costs one substream.
+                let shared = (n.parent_for | asks.get(&id).copied().unwrap_or(0)).count_ones();
+                let score = d as f64 + jitter + 0.6 * shared as f64
+                    - (n.rate / self.bitrate.max(1.0)).min(2.0) * 0.2;
                 if best.is_none_or(|(b, _)| score < b) {
                     best = Some((score, id));
                 }
@@ -1336,8 +1592,9 @@ impl Peer {
             if let Some((_, id)) = best {
                 *asks.entry(id).or_default() |= 1 << s;
                 self.pending[s] = Some((id, now));
-            } else if limit != NO_DEPTH {
-                // Nobody shallower: relax the limit for the next round.
+            } else if limit != NO_DEPTH && now >= self.parent_lost[s] + RELAX_AFTER {
+                // Nobody shallower for a while, so news of the cut has reached every
+                // descendant (they now say they are cut off): any fed neighbour will do.
                 self.last_depths[s] = NO_DEPTH;
             }
         }
@@ -1397,7 +1654,9 @@ impl Peer {
     fn deadline_with(&self, playout: Option<Playout>, seq: u64) -> Option<Time> {
         let ts = self.est_ts(seq)?;
         match playout {
-            Some(p) => Some((p.anchor_local as i64 + (ts as i64 - p.anchor_ts as i64)).max(0) as Time),
+            Some(p) => {
+                Some((p.anchor_local as i64 + (ts as i64 - p.anchor_ts as i64)).max(0) as Time)
+            }
             None => {
                 let offset = self.edge_offset?;
                 Some((ts as i64 + offset + self.cfg.target_delay as i64).max(0) as Time)
@@ -1438,9 +1697,10 @@ impl Peer {
     }
 
     fn holders(&self, seq: u64) -> impl Iterator<Item = (&PeerId, &Neighbour)> + '_ {
+        let now = self.last_event;
         self.neighbours
             .iter()
-            .filter(move |(_, n)| n.have.contains(&seq))
+            .filter(move |(_, n)| n.have.contains(&seq) && n.busy_until <= now)
     }
 
     /// Picks the holder of `seq` expected to deliver soonest.
@@ -1448,9 +1708,9 @@ impl Peer {
         self.holders(seq)
             .filter(|(id, n)| Some(**id) != exclude && n.requests < MAX_REQUESTS_PER_PEER)
             .min_by(|(a_id, a), (b_id, b)| {
-                let ta = (a.requests + 1) as f64 / a.rate.max(1.0);
-                let tb = (b.requests + 1) as f64 / b.rate.max(1.0);
-                ta.total_cmp(&tb).then(a_id.cmp(b_id))
+                holder_cost(a, 0)
+                    .total_cmp(&holder_cost(b, 0))
+                    .then(a_id.cmp(b_id))
             })
             .map(|(id, _)| *id)
     }
@@ -1538,7 +1798,10 @@ impl Peer {
         for i in missing {
             let s = ((seq + i as u64) % k) as usize;
             let parent = self.parents[s];
-            if parent.is_some() && age < push_grace && left > self.cfg.fallback_margin as i64 {
+            if parent.is_some()
+                && age < push_grace
+                && left > self.cfg.fallback_margin as i64 + 300_000
+            {
                 continue;
             }
             let pick = self
@@ -1549,9 +1812,9 @@ impl Peer {
                 .min_by(|(a_id, a), (b_id, b)| {
                     let ca = counts.get(*a_id).copied().unwrap_or(0);
                     let cb = counts.get(*b_id).copied().unwrap_or(0);
-                    let ta = (a.requests + ca + 1) as f64 / a.rate.max(1.0);
-                    let tb = (b.requests + cb + 1) as f64 / b.rate.max(1.0);
-                    ta.total_cmp(&tb).then(a_id.cmp(b_id))
+                    holder_cost(a, ca)
+                        .total_cmp(&holder_cost(b, cb))
+                        .then(a_id.cmp(b_id))
                 })
                 .map(|(id, _)| *id);
             match pick {
@@ -1724,10 +1987,8 @@ impl Peer {
                     self.metrics.chunks_due += skipped;
                     self.metrics.stalls += 1;
                     self.metrics.stall_time += now - dl;
-                    self.out.push_back(Output::Event(Event::Skipped {
-                        from: p.head,
-                        to,
-                    }));
+                    self.out
+                        .push_back(Output::Event(Event::Skipped { from: p.head, to }));
                     p = Playout {
                         anchor_local: now,
                         anchor_ts: ts,
@@ -1751,11 +2012,10 @@ impl Peer {
                 if let Some(to) = target {
                     let ts = self.est_ts(to).unwrap_or(0);
                     self.metrics.chunks_due += to - p.head;
-                    self.out.push_back(Output::Event(Event::Skipped {
-                        from: p.head,
-                        to,
-                    }));
-                    let anchor = (ts as i64 + offset + self.cfg.target_delay as i64).max(now as i64);
+                    self.out
+                        .push_back(Output::Event(Event::Skipped { from: p.head, to }));
+                    let anchor =
+                        (ts as i64 + offset + self.cfg.target_delay as i64).max(now as i64);
                     p = Playout {
                         anchor_local: anchor as Time,
                         anchor_ts: ts,
@@ -1767,6 +2027,17 @@ impl Peer {
         }
         self.playout = Some(p);
         self.emit_playable();
+    }
+}
+
+/// Expected time for a holder to serve one more piece; the origin seeder costs far more, so
+/// repairs go to viewers whenever one holds the chunk and the seeder's upload feeds the trees.
+fn holder_cost(n: &Neighbour, extra: usize) -> f64 {
+    let t = (n.requests + extra + 1) as f64 / n.rate.max(1.0);
+    if n.seeder {
+        t * 20.0 + 1.0
+    } else {
+        t
     }
 }
 

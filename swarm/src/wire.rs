@@ -43,6 +43,9 @@ pub enum Message {
         depths: Vec<u8>,
         /// How many more substream subscriptions the sender would accept.
         spare_slots: u8,
+        /// How many substream subscriptions the sender serves now (its fan-out): parents
+        /// push to children with children of their own first.
+        children: u8,
     },
     /// The sender now holds chunk `seq` complete and verified.
     Have {
@@ -69,10 +72,13 @@ pub enum Message {
         /// Wanted piece indices.
         pieces: Vec<u16>,
     },
-    /// The sender will not serve a request for this chunk (it lacks it or has no upload).
+    /// The sender will not serve a request for this chunk.
     Reject {
         /// The chunk.
         seq: u64,
+        /// True: it holds the chunk but its upload is full for now (ask elsewhere, no fault);
+        /// false: it does not hold the chunk, or never uploads.
+        busy: bool,
     },
     /// Asks the receiver to push every new piece of these substreams (bit per substream).
     Subscribe {
@@ -109,6 +115,7 @@ impl Message {
                 latest,
                 depths,
                 spare_slots,
+                children,
             } => {
                 w.u8(T_STATUS);
                 w.u64(*base);
@@ -117,6 +124,7 @@ impl Message {
                 w.u8(depths.len().min(MAX_SUBSTREAMS) as u8);
                 w.bytes(&depths[..depths.len().min(MAX_SUBSTREAMS)]);
                 w.u8(*spare_slots);
+                w.u8(*children);
             }
             Message::Have { seq } => {
                 w.u8(T_HAVE);
@@ -146,9 +154,10 @@ impl Message {
                     w.u16(*p);
                 }
             }
-            Message::Reject { seq } => {
+            Message::Reject { seq, busy } => {
                 w.u8(T_REJECT);
                 w.u64(*seq);
+                w.u8(*busy as u8);
             }
             Message::Subscribe { mask } => {
                 w.u8(T_SUBSCRIBE);
@@ -200,12 +209,14 @@ impl Message {
                 }
                 let depths = r.take(n)?.to_vec();
                 let spare_slots = r.u8()?;
+                let children = r.u8()?;
                 Message::Status {
                     base,
                     have,
                     latest,
                     depths,
                     spare_slots,
+                    children,
                 }
             }
             T_HAVE => Message::Have { seq: r.u64()? },
@@ -252,7 +263,14 @@ impl Message {
                     pieces,
                 }
             }
-            T_REJECT => Message::Reject { seq: r.u64()? },
+            T_REJECT => Message::Reject {
+                seq: r.u64()?,
+                busy: match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(DecodeError::Invalid("reject busy flag")),
+                },
+            },
             T_SUBSCRIBE => Message::Subscribe { mask: r.u16()? },
             T_ACCEPT => Message::Accept { mask: r.u16()? },
             T_UNSUBSCRIBE => Message::Unsubscribe { mask: r.u16()? },
@@ -298,15 +316,17 @@ mod tests {
                 any::<u128>(),
                 any::<u64>(),
                 proptest::collection::vec(any::<u8>(), 0..=MAX_SUBSTREAMS),
+                any::<u8>(),
                 any::<u8>()
             )
-                .prop_map(|(base, have, latest, depths, spare_slots)| {
+                .prop_map(|(base, have, latest, depths, spare_slots, children)| {
                     Message::Status {
                         base,
                         have,
                         latest,
                         depths,
                         spare_slots,
+                        children,
                     }
                 }),
             any::<u64>().prop_map(|seq| Message::Have { seq }),
@@ -327,7 +347,7 @@ mod tests {
                     header,
                     pieces
                 }),
-            any::<u64>().prop_map(|seq| Message::Reject { seq }),
+            (any::<u64>(), any::<bool>()).prop_map(|(seq, busy)| Message::Reject { seq, busy }),
             any::<u16>().prop_map(|mask| Message::Subscribe { mask }),
             any::<u16>().prop_map(|mask| Message::Accept { mask }),
             any::<u16>().prop_map(|mask| Message::Unsubscribe { mask }),

@@ -1,1 +1,4 @@
 //! Shoal's workspace tests: the swarm simulator and load generators.
+#![warn(missing_docs)]
+
+pub mod sim;

@@ -1,0 +1,955 @@
+//! A discrete-event simulator: many `swarm` peers and an origin in virtual time.
+//!
+//! What it models, and how:
+//! - **Upload** of every node (viewers and the origin) is one serialising queue: a message
+//!   leaves only after everything queued before it, at the node's capacity. The sender learns
+//!   that bytes left through [`Input::Sent`], exactly as a data channel's buffered amount tells
+//!   a browser.
+//! - **Download** is a serialising queue too, so a burst from many senders queues at the receiver.
+//! - **Latency**: one-way, per pair of nodes, drawn once from the scenario's range.
+//! - **Overhead**: every message pays per-packet headers (SCTP+DTLS+UDP+IP, about 60 bytes per
+//!   1,200-byte packet) on both queues.
+//! - **Connection set-up**: the tracker's pairing reaches both peers over signaling, then the
+//!   link opens after the set-up delay; a dial to a peer that already left never opens.
+//! - **Churn**: leavers vanish without a word; neighbours notice only by silence, and the
+//!   tracker only after a heartbeat timeout.
+//! - **Neighbour choice** is the signaling crate's [`Tracker`], the same code the server runs.
+//! - **Hostile viewers** lie in their status and `Have` messages, and either corrupt every
+//!   piece they send or send none at all.
+//!
+//! A peer learns only what messages tell it. Everything is driven by one seeded RNG and a
+//! deterministic event order, so a seed reproduces a run byte for byte.
+
+mod scenario;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use signaling::tracker::{PeerReport, Tracker, TrackerConfig};
+use swarm::chunk::ChunkHeader;
+use swarm::{Chunk, Config, Input, Output, Peer, PeerId, SigningKey, Time};
+
+pub use scenario::{Scenario, Uploads};
+
+const SEC: f64 = 1e6;
+/// The origin node's id.
+const ORIGIN: usize = 0;
+/// Bytes of packet headers per 1,200 bytes of message.
+const PACKET_OVERHEAD: usize = 60;
+const PACKET_PAYLOAD: usize = 1200;
+/// How long the signaling server takes to notice a vanished peer.
+const HEARTBEAT_TIMEOUT: Time = 10_000_000;
+/// The origin refuses HTTP fallback requests (503) when its HTTP queue is this deep.
+const HTTP_MAX_QUEUE: Time = 1_000_000;
+
+/// One run's figures (definitions in ARCHITECTURE.md).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Concurrent viewers.
+    pub peers: usize,
+    /// RNG seed.
+    pub seed: u64,
+    /// 1 − origin bytes sent / bytes viewers received.
+    pub offload: f64,
+    /// (N−1)/N for the mean number of concurrent viewers.
+    pub offload_bound: f64,
+    /// Delivery delay percentiles over all (honest peer, chunk), seconds.
+    pub delivery_p50_s: f64,
+    /// 95th percentile.
+    pub delivery_p95_s: f64,
+    /// 99th percentile.
+    pub delivery_p99_s: f64,
+    /// 95th percentile of sampled playback delay behind the live edge, seconds.
+    pub playback_delay_p95_s: f64,
+    /// Chunks played on time / chunks due, honest peers.
+    pub continuity: f64,
+    /// 95th percentile of join → first playable chunk, seconds.
+    pub startup_p95_s: f64,
+    /// Bytes received that were already held / all chunk bytes received.
+    pub duplicate_ratio: f64,
+    /// Played chunks whose bytes differ from the origin's.
+    pub corrupt_chunks_played: u64,
+    /// Origin upload (seeder + HTTP fallback), Mbit/s over the run.
+    pub origin_mbit_s: f64,
+    /// Share of origin bytes that went over the HTTP fallback.
+    pub http_share: f64,
+    /// HTTP fallback requests the origin refused because its HTTP queue was full.
+    pub http_refused: u64,
+    /// Honest peers that banned at least one hostile neighbour / hostile peers banned total.
+    pub bans: u64,
+    /// Honest viewers that joined during the run.
+    pub joined: usize,
+    /// Wall-clock seconds the run took.
+    pub wall_s: f64,
+    /// SHA-256 over every delivered message and its time (the run's trace fingerprint).
+    pub trace: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Hostility {
+    Corrupt,
+    Withhold,
+}
+
+struct Node {
+    peer: Peer,
+    alive: bool,
+    hostile: Option<Hostility>,
+    /// Upload and download, bytes per second.
+    up: f64,
+    down: f64,
+    up_free: Time,
+    down_free: Time,
+    wake: Time,
+    joined: Time,
+}
+
+#[derive(Debug)]
+enum Ev {
+    Publish,
+    Wake(usize),
+    /// Bytes arrive at `to` from `from`.
+    Deliver {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    /// Bytes have come through `to`'s download queue.
+    Arrive {
+        from: usize,
+        to: usize,
+        bytes: Vec<u8>,
+    },
+    /// The sender's uplink finished sending `n` bytes to `to`.
+    Sent {
+        node: usize,
+        to: usize,
+        n: usize,
+    },
+    Connect(usize, usize),
+    Disconnect {
+        node: usize,
+        peer: usize,
+    },
+    Join,
+    Leave,
+    TrackerLeave(usize),
+    HttpAtOrigin {
+        node: usize,
+        seq: u64,
+    },
+    HttpDone {
+        node: usize,
+        seq: u64,
+        body: Option<Vec<u8>>,
+    },
+    Sample,
+}
+
+/// An event and when it happens; ordered by time, then by scheduling order (deterministic).
+#[derive(Debug)]
+struct Scheduled {
+    at: Time,
+    order: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+/// The simulator for one scenario and seed.
+pub struct Sim {
+    sc: Scenario,
+    seed: u64,
+    rng: ChaCha8Rng,
+    now: Time,
+    order: u64,
+    events: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<Node>,
+    links: BTreeSet<(usize, usize)>,
+    tracker: Tracker,
+    key: SigningKey,
+    next_seq: u64,
+    /// The origin's true chunk bytes, for checking what viewers play.
+    truth: BTreeMap<u64, (Time, Chunk)>,
+    // accounting
+    origin_sent: u64,
+    http_sent: u64,
+    viewers_received: u64,
+    delivery: Vec<f64>,
+    playback: Vec<f64>,
+    corrupt_played: u64,
+    viewer_seconds: f64,
+    trace: Sha256,
+    quiet: bool,
+    trace_tree: bool,
+    /// The seeder's upload cap, bytes per second (reserved on the origin's link).
+    seeder_cap: u64,
+    /// When the origin's HTTP queue drains.
+    http_free: Time,
+    http_refused: u64,
+}
+
+impl Sim {
+    /// A simulator for `sc` with `seed`.
+    pub fn new(sc: Scenario, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut key_bytes = [0u8; 32];
+        rng.fill_bytes(&mut key_bytes);
+        let key = SigningKey::from_bytes(&key_bytes);
+        let tracker = Tracker::new(TrackerConfig::default(), rng.next_u64());
+        let mut sim = Sim {
+            sc,
+            seed,
+            rng,
+            now: 0,
+            order: 0,
+            events: BinaryHeap::new(),
+            nodes: Vec::new(),
+            links: BTreeSet::new(),
+            tracker,
+            key,
+            next_seq: 0,
+            truth: BTreeMap::new(),
+            origin_sent: 0,
+            http_sent: 0,
+            viewers_received: 0,
+            delivery: Vec::new(),
+            playback: Vec::new(),
+            corrupt_played: 0,
+            viewer_seconds: 0.0,
+            trace: Sha256::new(),
+            quiet: false,
+            trace_tree: std::env::var_os("SIM_TRACE").is_some(),
+            seeder_cap: 0,
+            http_free: 0,
+            http_refused: 0,
+        };
+        sim.add_origin();
+        sim
+    }
+
+    /// Silences progress output (for tests).
+    pub fn quiet(mut self) -> Self {
+        self.quiet = true;
+        self
+    }
+
+    fn bytes_per_s(&self, multiple: f64) -> f64 {
+        multiple * self.sc.bitrate / 8.0
+    }
+
+    fn add_origin(&mut self) {
+        // The seeder's upload cap: a little over one copy of the stream. The swarm carries
+        // the rest; the HTTP fallback shares the origin's link on top.
+        let cap = self.bytes_per_s(1.25) as u64;
+        self.seeder_cap = cap;
+        let cfg = Config {
+            bitrate_hint: self.bytes_per_s(1.0),
+            ..Config::origin(Some(cap))
+        };
+        let peer = Peer::new(cfg, self.key.verifying_key(), 0, self.seed ^ 0x5eed);
+        self.nodes.push(Node {
+            peer,
+            alive: true,
+            hostile: None,
+            up: self.sc.origin_bps / 8.0,
+            down: self.sc.origin_bps / 8.0,
+            up_free: 0,
+            down_free: 0,
+            wake: 0,
+            joined: 0,
+        });
+        self.tracker.add_seeder(ORIGIN as PeerId);
+        self.drain(ORIGIN);
+    }
+
+    fn push(&mut self, at: Time, ev: Ev) {
+        self.order += 1;
+        self.events.push(Reverse(Scheduled {
+            at,
+            order: self.order,
+            ev,
+        }));
+    }
+
+    fn latency(&self, a: usize, b: usize) -> Time {
+        let (lo, hi) = self.sc.latency_ms;
+        let (x, y) = (a.min(b) as u64, a.max(b) as u64);
+        // A fixed value per pair, from the seed: splitmix64 of the pair.
+        let mut z = self.seed ^ (x << 32 | y).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let u = (z % 1_000_000) as f64 / 1e6;
+        let ms = lo + (hi - lo) * u;
+        (ms * 1000.0) as Time
+    }
+
+    fn draw_upload(&mut self) -> f64 {
+        let u = (self.rng.next_u64() % 1_000_000) as f64 / 1e6;
+        match &self.sc.uploads {
+            Uploads::Fixed(m) => *m,
+            Uploads::Uniform(a, b) => a + (b - a) * u,
+            Uploads::Classes(classes) => {
+                let mut acc = 0.0;
+                for (share, m) in classes {
+                    acc += share;
+                    if u < acc {
+                        return *m;
+                    }
+                }
+                classes.last().map_or(1.0, |c| c.1)
+            }
+        }
+    }
+
+    fn join(&mut self) {
+        let id = self.nodes.len();
+        let up = self.draw_upload();
+        // Exactly the scenario's share of joiners lie: every (1/share)-th one.
+        let every = if self.sc.hostile > 0.0 {
+            (1.0 / self.sc.hostile).round().max(1.0) as usize
+        } else {
+            usize::MAX
+        };
+        let hostile = if id % every == 0 {
+            Some(if (id / every) % 2 == 0 {
+                Hostility::Corrupt
+            } else {
+                Hostility::Withhold
+            })
+        } else {
+            None
+        };
+        let cfg = Config {
+            bitrate_hint: self.bytes_per_s(1.0),
+            ..Config::default()
+        };
+        let peer = Peer::new(
+            cfg,
+            self.key.verifying_key(),
+            self.now,
+            self.seed ^ id as u64,
+        );
+        self.nodes.push(Node {
+            peer,
+            alive: true,
+            hostile,
+            up: self.bytes_per_s(up),
+            down: self.bytes_per_s(self.sc.download),
+            up_free: self.now,
+            down_free: self.now,
+            wake: 0,
+            joined: self.now,
+        });
+        // The join reaches the tracker over signaling; its answer comes back the same way.
+        let rtt = 2 * self.latency(id, ORIGIN);
+        let picked = self.tracker.join(id as PeerId);
+        for n in picked {
+            let at = self.now + rtt + (self.sc.connect_s * SEC) as Time;
+            self.push(at, Ev::Connect(id, n as usize));
+        }
+        self.drain(id);
+    }
+
+    fn leave(&mut self) {
+        let alive: Vec<usize> = (1..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive)
+            .collect();
+        if alive.is_empty() {
+            return;
+        }
+        let victim = alive[(self.rng.next_u64() % alive.len() as u64) as usize];
+        self.viewer_seconds += (self.now - self.nodes[victim].joined) as f64 / SEC;
+        self.nodes[victim].alive = false;
+        let links: Vec<(usize, usize)> = self
+            .links
+            .iter()
+            .filter(|(a, b)| *a == victim || *b == victim)
+            .copied()
+            .collect();
+        for l in links {
+            self.links.remove(&l);
+        }
+        self.push(self.now + HEARTBEAT_TIMEOUT, Ev::TrackerLeave(victim));
+    }
+
+    /// Hands a node's outputs to the network, the tracker and the player.
+    fn drain(&mut self, id: usize) {
+        while let Some(out) = self.nodes[id].peer.poll() {
+            match out {
+                Output::Send { to, bytes } => self.send(id, to as usize, bytes),
+                Output::HttpFetch { seq } => {
+                    let at = self.now + self.latency(id, ORIGIN);
+                    self.push(at, Ev::HttpAtOrigin { node: id, seq });
+                }
+                Output::Play(chunk) => self.check_played(id, &chunk),
+                Output::Drop { peer, reason } => {
+                    let peer = peer as usize;
+                    if self.trace_tree {
+                        eprintln!(
+                            "{:>9.3} {id:>3} drops {peer} ({reason:?})",
+                            self.now as f64 / SEC
+                        );
+                    }
+                    self.tracker.unlink(id as PeerId, peer as PeerId);
+                    let pair = (id.min(peer), id.max(peer));
+                    if self.links.remove(&pair) {
+                        let at = self.now + self.latency(id, peer);
+                        self.push(
+                            at,
+                            Ev::Disconnect {
+                                node: peer,
+                                peer: id,
+                            },
+                        );
+                    }
+                }
+                Output::NeedPeers { count } => {
+                    let rtt = 2 * self.latency(id, ORIGIN);
+                    for n in self.tracker.more(id as PeerId, count) {
+                        let at = self.now + rtt + (self.sc.connect_s * SEC) as Time;
+                        self.push(at, Ev::Connect(id, n as usize));
+                    }
+                }
+                Output::Report {
+                    spare_upload,
+                    latest,
+                } => {
+                    if self.nodes[id].hostile.is_none() {
+                        self.tracker.report(
+                            id as PeerId,
+                            PeerReport {
+                                spare_upload,
+                                latest_seq: latest,
+                            },
+                        );
+                    } else {
+                        // Liars claim to be ideal neighbours.
+                        self.tracker.report(
+                            id as PeerId,
+                            PeerReport {
+                                spare_upload: 4.0,
+                                latest_seq: self.next_seq,
+                            },
+                        );
+                    }
+                }
+                Output::Event(swarm::Event::ChunkComplete { seq }) => {
+                    if self.nodes[id].hostile.is_none() && id != ORIGIN {
+                        if let Some((published, _)) = self.truth.get(&seq) {
+                            if *published >= self.nodes[id].joined {
+                                self.delivery.push((self.now - published) as f64 / SEC);
+                            }
+                        }
+                    }
+                }
+                Output::Event(_) => {}
+                Output::Wake(at) => {
+                    self.nodes[id].wake = at;
+                    self.push(at, Ev::Wake(id));
+                }
+            }
+        }
+    }
+
+    fn check_played(&mut self, id: usize, chunk: &Chunk) {
+        let ok = self
+            .truth
+            .get(&chunk.header.seq)
+            .is_some_and(|(_, c)| c.bytes == chunk.bytes);
+        if !ok {
+            self.corrupt_played += 1;
+        }
+        let _ = id;
+    }
+
+    fn send(&mut self, from: usize, to: usize, mut bytes: Vec<u8>) {
+        if !self.nodes[from].alive {
+            return;
+        }
+        if let Some(h) = self.nodes[from].hostile {
+            if !self.lie(from, h, &mut bytes) {
+                return;
+            }
+        }
+        let n = bytes.len();
+        let wire = n + n.div_ceil(PACKET_PAYLOAD).max(1) * PACKET_OVERHEAD;
+        let node = &mut self.nodes[from];
+        let start = node.up_free.max(self.now);
+        let done = start + (wire as f64 / node.up * SEC) as Time;
+        node.up_free = done;
+        if from == ORIGIN {
+            self.origin_sent += n as u64;
+        }
+        self.push(done, Ev::Sent { node: from, to, n });
+        let at = done + self.latency(from, to);
+        self.push(at, Ev::Deliver { from, to, bytes });
+    }
+
+    /// Rewrites a hostile node's message; false drops it.
+    fn lie(&mut self, _from: usize, how: Hostility, bytes: &mut [u8]) -> bool {
+        use swarm::wire::Message;
+        let Ok(msg) = Message::decode(bytes) else {
+            return true;
+        };
+        match msg {
+            Message::Piece { .. } | Message::Header(_) if how == Hostility::Withhold => false,
+            Message::Piece { .. } => {
+                if let Some(last) = bytes.last_mut() {
+                    *last ^= 0x55;
+                }
+                true
+            }
+            Message::Status {
+                depths,
+                spare_slots: _,
+                ..
+            } => {
+                let latest = self.next_seq.saturating_sub(1);
+                let fake = Message::Status {
+                    base: latest.saturating_sub(127),
+                    have: u128::MAX,
+                    latest,
+                    depths: vec![0; depths.len()],
+                    spare_slots: 16,
+                    children: 0,
+                };
+                let enc = fake.encode();
+                if enc.len() == bytes.len() {
+                    bytes.copy_from_slice(&enc);
+                }
+                true
+            }
+            Message::Reject { .. } => false,
+            _ => true,
+        }
+    }
+
+    fn deliver(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
+        let pair = (from.min(to), from.max(to));
+        if !self.nodes[to].alive || !self.links.contains(&pair) {
+            return;
+        }
+        let n = bytes.len();
+        let wire = n + n.div_ceil(PACKET_PAYLOAD).max(1) * PACKET_OVERHEAD;
+        // Download queue: the message is usable once it has fully arrived.
+        let node = &mut self.nodes[to];
+        let start = node.down_free.max(self.now);
+        let done = start + (wire as f64 / node.down * SEC) as Time;
+        node.down_free = done;
+        if done > self.now {
+            // Re-deliver when the download queue has passed it (download is not instant).
+            self.push(done, Ev::Arrive { from, to, bytes });
+            return;
+        }
+        self.receive(from, to, &bytes);
+    }
+
+    fn receive(&mut self, from: usize, to: usize, bytes: &[u8]) {
+        let pair = (from.min(to), from.max(to));
+        if !self.nodes[to].alive || !self.links.contains(&pair) {
+            return;
+        }
+        if to != ORIGIN {
+            self.viewers_received += bytes.len() as u64;
+        }
+        if self.trace_tree {
+            use swarm::wire::Message;
+            if let Ok(
+                m @ (Message::Subscribe { .. }
+                | Message::Accept { .. }
+                | Message::Unsubscribe { .. }),
+            ) = Message::decode(bytes)
+            {
+                eprintln!("{:>9.3} {from:>3} -> {to:<3} {m:?}", self.now as f64 / SEC);
+            }
+        }
+        if self.nodes[to].hostile == Some(Hostility::Corrupt) {
+            // An attacker answers every request with fabricated pieces.
+            use swarm::wire::Message;
+            if let Ok(Message::Request { seq, pieces, .. }) = Message::decode(bytes) {
+                for index in pieces {
+                    let mut data = vec![0u8; swarm::chunk::PIECE_SIZE];
+                    self.rng.fill_bytes(&mut data);
+                    let forged = Message::Piece { seq, index, data }.encode();
+                    self.send(to, from, forged);
+                }
+                return;
+            }
+        }
+        self.trace.update(self.now.to_be_bytes());
+        self.trace.update((from as u64).to_be_bytes());
+        self.trace.update((to as u64).to_be_bytes());
+        self.trace.update(bytes);
+        self.nodes[to].peer.handle(
+            Input::Message {
+                from: from as PeerId,
+                bytes,
+            },
+            self.now,
+        );
+        self.drain(to);
+    }
+
+    fn publish(&mut self) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let base = self.sc.bitrate / 8.0 * self.sc.chunk_s;
+        // ±15 % variable bitrate.
+        let vbr = 0.85 + 0.3 * (self.rng.next_u64() % 1000) as f64 / 1000.0;
+        let len = (base * vbr) as usize;
+        let mut bytes = vec![0u8; len];
+        self.rng.fill_bytes(&mut bytes);
+        let header = ChunkHeader::sign(
+            &self.key,
+            seq,
+            self.now,
+            (self.sc.chunk_s * SEC) as u32,
+            true,
+            &bytes,
+        )
+        .expect("a 2 Mbit/s chunk is far below the size limit");
+        let chunk = Chunk { header, bytes };
+        self.truth.insert(seq, (self.now, chunk.clone()));
+        // Keep the truth window bounded: nobody plays chunks a minute old.
+        while self.truth.len() > 240 {
+            self.truth.pop_first();
+        }
+        self.tracker.set_live_edge(seq);
+        self.nodes[ORIGIN]
+            .peer
+            .handle(Input::Publish(chunk), self.now);
+        self.drain(ORIGIN);
+        // Hostile viewers announce the new chunk at once, without holding it.
+        let liars: Vec<usize> = (1..self.nodes.len())
+            .filter(|&i| self.nodes[i].alive && self.nodes[i].hostile.is_some())
+            .collect();
+        for l in liars {
+            let targets: Vec<usize> = self
+                .links
+                .iter()
+                .filter_map(|&(a, b)| {
+                    if a == l {
+                        Some(b)
+                    } else if b == l {
+                        Some(a)
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            for t in targets {
+                let msg = swarm::wire::Message::Have { seq }.encode();
+                self.send(l, t, msg);
+            }
+        }
+        let next = self.now + (self.sc.chunk_s * SEC) as Time;
+        self.push(next, Ev::Publish);
+    }
+
+    fn http_at_origin(&mut self, node: usize, seq: u64) {
+        let framed = self.nodes[ORIGIN]
+            .peer
+            .has_chunk(seq)
+            .then(|| self.truth.get(&seq))
+            .flatten()
+            .map(|(_, c)| c.to_framed());
+        let Some(framed) = framed else {
+            let at = self.now + self.latency(node, ORIGIN);
+            self.push(
+                at,
+                Ev::HttpDone {
+                    node,
+                    seq,
+                    body: None,
+                },
+            );
+            return;
+        };
+        let n = framed.len();
+        // HTTP gets what the origin's link has beyond the seeder's reserved cap (the server
+        // gives its seeder's flows priority). When the HTTP queue is already more than a
+        // second deep the server answers 503 at once rather than serve a chunk too late.
+        let wire = n + n.div_ceil(1400) * 60;
+        let rate = self.sc.origin_bps / 8.0 - self.seeder_cap as f64;
+        let start = self.http_free.max(self.now);
+        if start > self.now + HTTP_MAX_QUEUE {
+            let at = self.now + self.latency(node, ORIGIN);
+            self.http_refused += 1;
+            self.push(
+                at,
+                Ev::HttpDone {
+                    node,
+                    seq,
+                    body: None,
+                },
+            );
+            return;
+        }
+        let done = start + (wire as f64 / rate * SEC) as Time;
+        self.http_free = done;
+        self.origin_sent += n as u64;
+        self.http_sent += n as u64;
+        let at = done + self.latency(node, ORIGIN);
+        self.push(
+            at,
+            Ev::HttpDone {
+                node,
+                seq,
+                body: Some(framed),
+            },
+        );
+    }
+
+    fn sample(&mut self) {
+        let mut alive = 0;
+        for i in 1..self.nodes.len() {
+            let n = &self.nodes[i];
+            if !n.alive || n.hostile.is_some() {
+                continue;
+            }
+            alive += 1;
+            if let Some(ts) = n.peer.playhead_timestamp(self.now) {
+                self.playback.push(self.now.saturating_sub(ts) as f64 / SEC);
+            }
+        }
+        let t = self.now as f64 / SEC;
+        if !self.quiet && (t as u64) % 10 == 0 {
+            let (due, ok) = self.continuity_counts();
+            eprintln!(
+                "sim {}: t={:>5.0}s viewers={} origin={:.1} Mbit/s continuity={:.4} events={}",
+                self.sc.name,
+                t,
+                alive,
+                self.origin_sent as f64 * 8.0 / t.max(1.0) / 1e6,
+                if due == 0 {
+                    1.0
+                } else {
+                    ok as f64 / due as f64
+                },
+                self.order,
+            );
+        }
+        self.push(self.now + SEC as Time, Ev::Sample);
+    }
+
+    fn continuity_counts(&self) -> (u64, u64) {
+        let mut due = 0;
+        let mut ok = 0;
+        for n in &self.nodes[1..] {
+            if n.hostile.is_none() {
+                due += n.peer.metrics().chunks_due;
+                ok += n.peer.metrics().chunks_on_time;
+            }
+        }
+        (due, ok)
+    }
+
+    /// Runs the scenario to its end and reports.
+    pub fn run(mut self) -> Report {
+        let started = std::time::Instant::now();
+        let end = (self.sc.duration_s * SEC) as Time;
+        self.push(0, Ev::Publish);
+        self.push(SEC as Time, Ev::Sample);
+        let window = (self.sc.join_window_s * SEC) as Time;
+        for i in 0..self.sc.peers {
+            let at = if self.sc.peers > 1 {
+                window * i as Time / self.sc.peers as Time
+            } else {
+                0
+            } + 1_000_000;
+            self.push(at, Ev::Join);
+        }
+        // Churn: leaves at the scenario's rate, each replaced by a newcomer.
+        let per_s = self.sc.churn_per_min * self.sc.peers as f64 / 60.0;
+        if per_s > 0.0 {
+            let gap = SEC / per_s;
+            let mut t = window as f64 + 1e6 + gap;
+            while t < end as f64 {
+                self.push(t as Time, Ev::Leave);
+                self.push(t as Time + 1, Ev::Join);
+                t += gap;
+            }
+        }
+        while let Some(Reverse(Scheduled { at, ev, .. })) = self.events.pop() {
+            if at > end {
+                break;
+            }
+            self.now = at;
+            match ev {
+                Ev::Publish => self.publish(),
+                Ev::Wake(id) => {
+                    if self.nodes[id].alive && self.nodes[id].wake == at {
+                        self.nodes[id].peer.handle(Input::Timeout, at);
+                        self.drain(id);
+                    }
+                }
+                Ev::Deliver { from, to, bytes } => self.deliver(from, to, bytes),
+                Ev::Arrive { from, to, bytes } => self.receive(from, to, &bytes),
+                Ev::Sent { node, to, n } => {
+                    if self.nodes[node].alive {
+                        self.nodes[node].peer.handle(
+                            Input::Sent {
+                                to: to as PeerId,
+                                bytes: n,
+                            },
+                            at,
+                        );
+                        self.drain(node);
+                    }
+                }
+                Ev::Connect(a, b) => {
+                    let pair = (a.min(b), a.max(b));
+                    if self.nodes[a].alive && self.nodes[b].alive && !self.links.contains(&pair) {
+                        self.links.insert(pair);
+                        for (x, y) in [(a, b), (b, a)] {
+                            self.nodes[x].peer.handle(
+                                Input::Connected {
+                                    peer: y as PeerId,
+                                    seeder: y == ORIGIN,
+                                },
+                                at,
+                            );
+                            self.drain(x);
+                        }
+                    } else if !self.links.contains(&pair) {
+                        self.tracker.unlink(a as PeerId, b as PeerId);
+                    }
+                }
+                Ev::Disconnect { node, peer } => {
+                    if self.nodes[node].alive {
+                        self.nodes[node].peer.handle(
+                            Input::Disconnected {
+                                peer: peer as PeerId,
+                            },
+                            at,
+                        );
+                        self.drain(node);
+                    }
+                }
+                Ev::Join => self.join(),
+                Ev::Leave => self.leave(),
+                Ev::TrackerLeave(id) => {
+                    self.tracker.leave(id as PeerId);
+                }
+                Ev::HttpAtOrigin { node, seq } => self.http_at_origin(node, seq),
+                Ev::HttpDone { node, seq, body } => {
+                    if self.nodes[node].alive {
+                        if let Some(b) = &body {
+                            self.viewers_received += b.len() as u64;
+                        }
+                        self.nodes[node].peer.handle(
+                            Input::Http {
+                                seq,
+                                body: body.as_deref(),
+                            },
+                            at,
+                        );
+                        self.drain(node);
+                    }
+                }
+                Ev::Sample => self.sample(),
+            }
+        }
+        self.now = end;
+        self.report(started.elapsed().as_secs_f64())
+    }
+
+    fn report(mut self, wall_s: f64) -> Report {
+        let end = self.now;
+        if std::env::var_os("SIM_DEBUG").is_some() {
+            for (i, n) in self.nodes.iter().enumerate() {
+                let m = n.peer.metrics();
+                eprintln!(
+                    "node {i} alive={} hostile={:?} up={:.0} {} peers={} seeder={} http={} dup={} verified={} due={} ok={} startup={:?}",
+                    n.alive, n.hostile, n.up, n.peer.debug_summary(), m.bytes_from_peers, m.bytes_from_seeder, m.bytes_from_http, m.duplicate_bytes, m.chunks_verified, m.chunks_due, m.chunks_on_time, m.startup
+                );
+            }
+        }
+        let mut startup = Vec::new();
+        let mut dup = 0u64;
+        let mut received = 0u64;
+        let mut bans = 0u64;
+        let mut joined = 0usize;
+        for i in 1..self.nodes.len() {
+            let n = &self.nodes[i];
+            if n.alive {
+                self.viewer_seconds += (end - n.joined) as f64 / SEC;
+            }
+            if n.hostile.is_some() {
+                continue;
+            }
+            joined += 1;
+            let m = n.peer.metrics();
+            if let Some(s) = m.startup {
+                startup.push(s as f64 / SEC);
+            } else if n.alive && end - n.joined > 5_000_000 {
+                // Never started: count as the whole time it watched.
+                startup.push((end - n.joined) as f64 / SEC);
+            }
+            dup += m.duplicate_bytes;
+            received += m.bytes_in() + m.duplicate_bytes;
+            bans += m.peers_banned;
+        }
+        let (due, ok) = self.continuity_counts();
+        let mean_viewers = self.viewer_seconds / self.sc.duration_s;
+        let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
+            if v.is_empty() {
+                return 0.0;
+            }
+            v.sort_by(f64::total_cmp);
+            let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+            (v[i] * 1000.0).round() / 1000.0
+        };
+        let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
+        let trace = self.trace.clone().finalize();
+        Report {
+            scenario: self.sc.name.to_string(),
+            peers: self.sc.peers,
+            seed: self.seed,
+            offload: round(1.0 - self.origin_sent as f64 / self.viewers_received.max(1) as f64),
+            offload_bound: round((mean_viewers - 1.0).max(0.0) / mean_viewers.max(1.0)),
+            delivery_p50_s: pct(&mut self.delivery, 50.0),
+            delivery_p95_s: pct(&mut self.delivery, 95.0),
+            delivery_p99_s: pct(&mut self.delivery, 99.0),
+            playback_delay_p95_s: pct(&mut self.playback, 95.0),
+            continuity: round(if due == 0 {
+                1.0
+            } else {
+                ok as f64 / due as f64
+            }),
+            startup_p95_s: pct(&mut startup, 95.0),
+            duplicate_ratio: round(dup as f64 / received.max(1) as f64),
+            corrupt_chunks_played: self.corrupt_played,
+            origin_mbit_s: round(self.origin_sent as f64 * 8.0 / self.sc.duration_s / 1e6),
+            http_share: round(self.http_sent as f64 / self.origin_sent.max(1) as f64),
+            http_refused: self.http_refused,
+            bans,
+            joined,
+            wall_s: (wall_s * 100.0).round() / 100.0,
+            trace: trace.iter().map(|b| format!("{b:02x}")).collect(),
+        }
+    }
+}
