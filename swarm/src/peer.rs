@@ -176,6 +176,8 @@ const BUSY_BACKOFF: Time = 1_000_000;
 /// After losing a parent, only shallower neighbours are candidates for this long (so
 /// descendants, which look shallow until news of the cut reaches them, are never picked).
 const RELAX_AFTER: Time = 1_500_000;
+/// Deeper than this in any push tree, a peer asks for more neighbours to find a better parent.
+const GOOD_DEPTH: u8 = 4;
 /// Pieces pushed to a child are dropped from the queue after this long.
 const PUSH_STALE: Time = 3_000_000;
 
@@ -1518,14 +1520,18 @@ impl Peer {
                 }
             }
         }
-        if !self.cfg.origin
-            && self.neighbours.len() < self.cfg.target_neighbours
-            && now >= self.next_need
-        {
+        // Below target, or stuck deep in a push tree (a fresh neighbour may sit higher).
+        let deep = self.depths().iter().any(|&d| d > GOOD_DEPTH);
+        let want = if self.neighbours.len() < self.cfg.target_neighbours {
+            self.cfg.target_neighbours - self.neighbours.len()
+        } else if deep && self.neighbours.len() < self.cfg.target_neighbours + 4 {
+            2
+        } else {
+            0
+        };
+        if !self.cfg.origin && want > 0 && now >= self.next_need {
             self.next_need = now + 2_000_000;
-            self.out.push_back(Output::NeedPeers {
-                count: self.cfg.target_neighbours - self.neighbours.len(),
-            });
+            self.out.push_back(Output::NeedPeers { count: want });
         }
     }
 
@@ -1552,7 +1558,7 @@ impl Peer {
                     .iter()
                     .filter(|(id, n)| {
                         **id != parent
-                            && n.depth(s).saturating_add(2) <= mine
+                            && n.depth(s).saturating_add(1) < mine
                             && n.spare > asks.get(*id).copied().unwrap_or(0).count_ones() as u8
                             && n.serving & (1 << s) == 0
                             && !(n.avoid_mask & (1 << s) != 0 && now < n.avoid_until)
