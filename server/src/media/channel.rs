@@ -148,6 +148,7 @@ pub struct Channel {
     state: Mutex<State>,
     chunks_tx: broadcast::Sender<Arc<Chunk>>,
     ingest_gen: watch::Sender<u64>,
+    window: Duration,
     /// Counters for metrics and the API.
     pub counters: ChannelCounters,
 }
@@ -171,8 +172,15 @@ impl Channel {
             state: Mutex::new(State::default()),
             chunks_tx: broadcast::channel(BROADCAST_CAPACITY).0,
             ingest_gen: watch::Sender::new(0),
+            window: WINDOW,
             counters: ChannelCounters::default(),
         }
+    }
+
+    /// Keeps `window` of recent media instead of [`WINDOW`].
+    pub fn with_window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -374,7 +382,8 @@ impl Channel {
         state.last_publish = Some(Instant::now());
         state.window_bytes += chunk.bytes.len();
         state.window.push_back(chunk.clone());
-        let horizon = now.saturating_sub(WINDOW.as_micros() as u64);
+        let horizon =
+            now.saturating_sub(u64::try_from(self.window.as_micros()).unwrap_or(u64::MAX));
         while let Some(front) = state.window.front() {
             let old = front.header.timestamp_us < horizon;
             if state.window.len() > 1 && (old || state.window_bytes > MAX_WINDOW_BYTES) {
@@ -423,4 +432,72 @@ fn offsets(init: &InitSegment, fragment: &Fragment, timeline: Option<Timeline>) 
         .iter()
         .map(|t| (t.id, offset * i128::from(t.timescale) / i128::from(ts)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::demo::fragments;
+
+    fn channel(window: Duration) -> Channel {
+        Channel::new(
+            "t".into(),
+            Some("k".into()),
+            SigningKey::from_bytes(&[2; 32]),
+        )
+        .with_window(window)
+    }
+
+    #[test]
+    fn window_lookup_and_subscription() {
+        let c = channel(WINDOW);
+        let mut rx = c.subscribe();
+        let mut session = Session::new();
+        let frags = fragments().unwrap();
+        for f in &frags[..5] {
+            c.publish(&mut session, f.clone(), None).unwrap();
+        }
+        let window = c.window();
+        assert_eq!(window.len(), 5);
+        for (i, chunk) in window.iter().enumerate() {
+            assert_eq!(chunk.header.seq, i as u64);
+            assert_eq!(rx.try_recv().unwrap().header.seq, i as u64);
+            assert_eq!(c.chunk(i as u64).unwrap().header.seq, i as u64);
+        }
+        assert!(c.chunk(5).is_none());
+        let s = c.snapshot();
+        assert!(s.live);
+        assert_eq!((s.oldest_seq, s.latest_seq), (Some(0), Some(4)));
+        assert_eq!(s.chunk_duration_s, Some(0.5));
+        assert_eq!(s.init.unwrap().codec, "avc1.42c01e,mp4a.40.2");
+    }
+
+    #[test]
+    fn old_chunks_leave_the_window() {
+        let c = channel(Duration::ZERO);
+        let mut session = Session::new();
+        for f in &fragments().unwrap()[..4] {
+            c.publish(&mut session, f.clone(), None).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        assert_eq!(c.window().len(), 1);
+        assert!(c.chunk(2).is_none());
+        assert_eq!(c.chunk(3).unwrap().header.seq, 3);
+    }
+
+    #[test]
+    fn a_replaced_ingest_publishes_nothing() {
+        let c = channel(WINDOW);
+        let frag = fragments().unwrap().remove(0);
+        let (old, _) = c.begin_ingest();
+        let (new, _) = c.begin_ingest();
+        let mut session = Session::new();
+        assert_eq!(
+            c.publish(&mut session, frag.clone(), Some(old)),
+            Err(PublishError::Replaced)
+        );
+        assert!(c.window().is_empty());
+        c.publish(&mut session, frag, Some(new)).unwrap();
+        assert!(c.check_key("k") && !c.check_key("K") && !c.check_key(""));
+    }
 }
