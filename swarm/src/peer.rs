@@ -1536,6 +1536,7 @@ impl Peer {
     }
 
     /// Subscribes each parentless substream to the best neighbour for it.
+    #[allow(clippy::needless_range_loop)] // `s` indexes several per-substream vectors
     fn choose_parents(&mut self, now: Time) {
         let k = self.parents.len();
         let my_depths = self.depths();
@@ -1957,10 +1958,7 @@ impl Peer {
         let Some(mut p) = self.playout else {
             return;
         };
-        loop {
-            let Some(dl) = self.deadline_with(Some(p), p.head) else {
-                break;
-            };
+        while let Some(dl) = self.deadline_with(Some(p), p.head) {
             if dl > now {
                 break;
             }
