@@ -6,8 +6,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::SinkExt;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use signaling::protocol::{
     encode_server, parse_client, valid_channel_name, ClientMessage, ErrorCode, ServerMessage,
 };
@@ -18,6 +18,10 @@ use super::hub::{Hub, RoomHandle};
 use super::mailbox::{Closing, Mailbox};
 use super::room::RoomCmd;
 use super::stats::SignalStats;
+use super::ws::{self, FrameError, Incoming, Socket};
+
+/// The upgraded HTTP connection a peer's WebSocket runs on.
+pub(crate) type WebSocket = Socket<TokioIo<Upgraded>>;
 
 /// Why a connection ends, and the close code it gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +34,14 @@ enum End {
     Heartbeat,
     TooLarge,
     Flood,
+    /// The peer broke WebSocket framing rules.
+    Framing(FrameError),
 }
 
 impl End {
-    fn close_frame(self) -> Option<CloseFrame> {
-        let (code, reason) = match self {
+    /// Close code and reason, `None` when the socket is already gone.
+    fn close(self) -> Option<(u16, &'static str)> {
+        Some(match self {
             End::Gone => return None,
             End::Leave => (1000, "bye"),
             End::Shutdown => (1001, "server shutting down"),
@@ -42,10 +49,8 @@ impl End {
             End::Slow => (1008, "not reading fast enough"),
             End::Flood => (1008, "rate limit exceeded"),
             End::TooLarge => (1009, "message too large"),
-        };
-        Some(CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
+            End::Framing(FrameError::Protocol) => (1002, "bad WebSocket framing"),
+            End::Framing(FrameError::TooBig) => (1009, "frame too large"),
         })
     }
 }
@@ -114,14 +119,25 @@ pub(crate) async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
         // Finish the closing handshake: read (and drop) until the peer's close frame. Dropping
         // the socket with unread input would reset the connection and could lose our close
         // frame and the error before it.
-        let drain = async { while let Some(Ok(_)) = ws.recv().await {} };
+        let drain = async {
+            while let Ok(Ok(Some(m))) = ws.recv().await {
+                if matches!(m, Incoming::Close(_)) {
+                    break;
+                }
+            }
+        };
         let _ = timeout(Duration::from_secs(1), drain).await;
     }
+    ws.shutdown().await;
 }
 
 async fn send_close(ws: &mut WebSocket, end: End) -> Result<(), ()> {
-    let frame = Message::Close(end.close_frame());
-    match timeout(Duration::from_secs(1), ws.send(frame)).await {
+    let Some((code, reason)) = end.close() else {
+        return Ok(());
+    };
+    let mut frame = Vec::new();
+    ws::close_frame(&mut frame, code, reason);
+    match timeout(Duration::from_secs(1), ws.send_raw(&frame)).await {
         Ok(Ok(())) => Ok(()),
         _ => Err(()),
     }
@@ -167,15 +183,19 @@ impl Conn {
                             return End::Heartbeat;
                         }
                     }
-                    if let Err(end) = self.write(ws, Message::Ping(Default::default())).await {
+                    let mut frame = Vec::with_capacity(2);
+                    ws::ping_frame(&mut frame);
+                    if let Err(end) = self.write(ws, &frame).await {
                         return end;
                     }
                     tick.as_mut().reset(Instant::now() + beat);
                 }
                 msg = ws.recv() => {
-                    let Some(Ok(msg)) = msg else {
-                        // A frame over the hard size cap also ends here (tungstenite error).
-                        return End::Gone;
+                    let msg = match msg {
+                        Ok(Ok(Some(m))) => m,
+                        Ok(Err(framing)) => return End::Framing(framing),
+                        // End of stream or a socket error.
+                        Ok(Ok(None)) | Err(_) => return End::Gone,
                     };
                     self.heard = true;
                     if let Step::End(end) = self.handle(ws, msg).await {
@@ -186,41 +206,35 @@ impl Conn {
         }
     }
 
-    async fn write(&self, ws: &mut WebSocket, msg: Message) -> Result<(), End> {
-        match timeout(self.write_deadline(), ws.send(msg)).await {
+    async fn write(&self, ws: &mut WebSocket, frames: &[u8]) -> Result<(), End> {
+        match timeout(self.write_deadline(), ws.send_raw(frames)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(End::Gone),
             Err(_) => Err(End::Heartbeat),
         }
     }
 
+    /// Writes everything queued for this peer in one go.
     async fn write_all(&self, ws: &mut WebSocket, queue: VecDeque<String>) -> Result<(), End> {
         let n = queue.len() as u64;
-        let batch = async {
-            for text in queue {
-                ws.feed(Message::Text(text.into())).await?;
-            }
-            ws.flush().await
-        };
-        match timeout(self.write_deadline(), batch).await {
-            Ok(Ok(())) => {
-                self.hub
-                    .stats
-                    .messages_out
-                    .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                Ok(())
-            }
-            Ok(Err(_)) => Err(End::Gone),
-            Err(_) => Err(End::Heartbeat),
+        let mut frames = Vec::with_capacity(queue.iter().map(|t| t.len() + 4).sum());
+        for text in &queue {
+            ws::text_frame(&mut frames, text);
         }
+        drop(queue);
+        self.write(ws, &frames).await?;
+        self.hub
+            .stats
+            .messages_out
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
     }
 
     async fn reply(&self, ws: &mut WebSocket, msg: &ServerMessage) -> Step {
         SignalStats::inc(&self.hub.stats.messages_out);
-        match self
-            .write(ws, Message::Text(encode_server(msg).into()))
-            .await
-        {
+        let mut frame = Vec::new();
+        ws::text_frame(&mut frame, &encode_server(msg));
+        match self.write(ws, &frame).await {
             Ok(()) => Step::Continue,
             Err(end) => Step::End(end),
         }
@@ -250,12 +264,19 @@ impl Conn {
         }
     }
 
-    async fn handle(&mut self, ws: &mut WebSocket, msg: Message) -> Step {
-        let bytes = match &msg {
-            Message::Text(t) => t.as_bytes(),
-            Message::Binary(b) => b.as_ref(),
-            Message::Close(_) => return Step::End(End::Gone),
-            Message::Ping(_) | Message::Pong(_) => return Step::Continue,
+    async fn handle(&mut self, ws: &mut WebSocket, msg: Incoming) -> Step {
+        let bytes = match msg {
+            Incoming::Data(bytes) => bytes,
+            Incoming::Close(_) => return Step::End(End::Gone),
+            Incoming::Pong => return Step::Continue,
+            Incoming::Ping(payload) => {
+                let mut frame = Vec::new();
+                ws::pong_frame(&mut frame, &payload);
+                return match self.write(ws, &frame).await {
+                    Ok(()) => Step::Continue,
+                    Err(end) => Step::End(end),
+                };
+            }
         };
         SignalStats::inc(&self.hub.stats.messages_in);
         let limit = self.hub.config.max_message_bytes;
@@ -282,7 +303,7 @@ impl Conn {
             }
             return Step::Continue;
         }
-        match parse_client(bytes) {
+        match parse_client(&bytes) {
             Ok(m) => self.dispatch(ws, m).await,
             Err(e) => self.error(ws, e.code(), e.to_string()).await,
         }

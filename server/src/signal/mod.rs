@@ -14,12 +14,15 @@ mod hub;
 mod mailbox;
 mod room;
 mod stats;
+mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
@@ -28,9 +31,6 @@ pub use directory::{ChannelDirectory, ChannelInfo, StaticDirectory};
 pub use stats::SignalStats;
 
 use hub::Hub;
-
-/// Socket read buffer: signaling messages are small; larger ones grow it on demand.
-const READ_BUFFER: usize = 1024;
 
 /// Handle to the signaling service; cheap to clone.
 #[derive(Clone)]
@@ -84,15 +84,40 @@ impl Signal {
     }
 }
 
-async fn upgrade(State(signal): State<Signal>, ws: WebSocketUpgrade) -> Response {
+/// `GET /ws`: the WebSocket handshake, then one task serving the socket.
+async fn upgrade(State(signal): State<Signal>, mut req: Request) -> Response {
+    let accept = match ws::accept_key(req.headers()) {
+        Ok(accept) => accept,
+        Err(why) => {
+            return (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                why,
+            )
+                .into_response()
+        }
+    };
+    let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return (StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
+    };
     let max = signal.hub.config.max_message_bytes;
     // Frames a little over the limit still arrive whole, so the peer gets a `too_large`
-    // error; far larger ones end the socket inside the WebSocket codec.
+    // error; larger ones end the socket with 1009 as soon as their header is read.
     let hard_cap = max.saturating_mul(2).max(4096);
-    ws.read_buffer_size(READ_BUFFER)
-        .write_buffer_size(0)
-        .max_write_buffer_size(usize::MAX)
-        .max_message_size(hard_cap)
-        .max_frame_size(hard_cap)
-        .on_upgrade(move |socket| conn::serve(socket, signal.hub))
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = ws::Socket::new(hyper_util::rt::TokioIo::new(upgraded), hard_cap);
+                conn::serve(socket, signal.hub).await;
+            }
+            Err(e) => tracing::debug!("upgrade failed: {e}"),
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, accept)
+        .body(Body::empty())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
