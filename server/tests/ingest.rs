@@ -221,6 +221,7 @@ async fn demo_chunks_follow_the_wall_clock() {
     assert_eq!(json["codec"], "avc1.42c01e,mp4a.40.2");
     assert_eq!(json["live"], true);
     assert_eq!(json["demo"], true);
+    assert_eq!(json["latest_keyframe_seq"], json["latest_seq"]);
     let key = public_key(&json);
     let first_seq = json["latest_seq"].as_u64().unwrap();
     let first = fetch_chunk(server.addr, "demo", first_seq, &key).await;

@@ -39,6 +39,8 @@ pub struct ChannelJson {
     pub latest_seq: Option<u64>,
     /// Oldest chunk still served.
     pub oldest_seq: Option<u64>,
+    /// Newest chunk starting with a keyframe: where a new player joins.
+    pub latest_keyframe_seq: Option<u64>,
     /// Newest chunk's origin timestamp, Unix microseconds.
     pub latest_timestamp_us: Option<u64>,
     /// Mean chunk duration, seconds.
@@ -73,6 +75,7 @@ pub fn channel_json(media: &Media, channel: &Channel) -> ChannelJson {
         chunk_url_template: format!("/api/channels/{name}/chunks/{{seq}}"),
         latest_seq: s.latest_seq,
         oldest_seq: s.oldest_seq,
+        latest_keyframe_seq: s.latest_keyframe_seq,
         latest_timestamp_us: s.latest_timestamp_us,
         chunk_duration_s: s.chunk_duration_s,
         bitrate_bps: s.bitrate_bps,

@@ -38,8 +38,16 @@ pub fn render(media: &Media) -> String {
     family(
         "shoal_ingest_bitrate_bps",
         "gauge",
-        "Media bitrate over the live window, bits per second.",
-        &|c| c.snapshot().bitrate_bps.unwrap_or(0.0).round().to_string(),
+        "Media bitrate over the live window while live (else 0), bits per second.",
+        &|c| {
+            let s = c.snapshot();
+            let bps = if s.live {
+                s.bitrate_bps.unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            bps.round().to_string()
+        },
     );
     family("shoal_chunks_total", "counter", "Chunks published.", &|c| {
         n(&c.counters.chunks)

@@ -128,6 +128,8 @@ pub struct Snapshot {
     pub latest_seq: Option<u64>,
     /// Oldest chunk still in the window.
     pub oldest_seq: Option<u64>,
+    /// Newest chunk that starts with a keyframe: where a new player joins.
+    pub latest_keyframe_seq: Option<u64>,
     /// Chunks in the window.
     pub window_chunks: usize,
     /// Mean chunk duration over the window, seconds.
@@ -264,6 +266,12 @@ impl Channel {
             init: state.init.clone(),
             latest_seq: latest.map(|c| c.header.seq),
             oldest_seq: state.window.front().map(|c| c.header.seq),
+            latest_keyframe_seq: state
+                .window
+                .iter()
+                .rev()
+                .find(|c| c.header.keyframe)
+                .map(|c| c.header.seq),
             window_chunks: n,
             chunk_duration_s: (n > 0).then(|| total_us as f64 / n as f64 / 1e6),
             bitrate_bps: (total_us > 0)
