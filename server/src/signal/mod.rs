@@ -84,6 +84,28 @@ impl Signal {
     }
 }
 
+/// Fuzzing entry for the WebSocket frame decoder (remote input): feeds `data` in uneven
+/// pieces and drains every frame; must never panic nor hold more than its cap.
+#[doc(hidden)]
+pub fn fuzz_ws_frames(data: &[u8]) {
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
+    let cap = 64 + (split as usize) * 8;
+    let mut decoder = ws::Decoder::default();
+    for piece in rest.chunks(1 + (split as usize % 17)) {
+        decoder.extend(piece);
+        loop {
+            match decoder.next(cap) {
+                Ok(Some(ws::Incoming::Data(d))) => assert!(d.len() <= cap),
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 /// `GET /ws`: the WebSocket handshake, then one task serving the socket.
 async fn upgrade(State(signal): State<Signal>, mut req: Request) -> Response {
     let accept = match ws::accept_key(req.headers()) {

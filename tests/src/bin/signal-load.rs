@@ -404,6 +404,17 @@ async fn client(
     }
 }
 
+/// CPU time (user + system) of `pid` ("self" for this process) in seconds, assuming the usual
+/// 100 clock ticks a second.
+fn cpu_s(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// VmRSS of `pid` in KiB.
 fn rss_kib(pid: Option<u32>) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
@@ -508,6 +519,9 @@ async fn run(args: Args, server: SocketAddr) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     shared.measuring.store(true, Ordering::Relaxed);
     let measure_start = Instant::now();
+    let server_pid = args.server_pid.map(|p| p.to_string());
+    let server_cpu0 = server_pid.as_deref().and_then(cpu_s);
+    let own_cpu0 = cpu_s("self");
     let mut last = 0;
     for s in 1..=args.seconds {
         tokio::time::sleep_until((measure_start + Duration::from_secs(s)).into()).await;
@@ -523,6 +537,11 @@ async fn run(args: Args, server: SocketAddr) {
     }
     shared.stopping.store(true, Ordering::Relaxed);
     let measured = measure_start.elapsed().as_secs_f64();
+    let cpu_pct = |before: Option<f64>, pid: Option<&str>| -> Option<f64> {
+        Some(round((cpu_s(pid?)? - before?) / measured * 100.0))
+    };
+    let server_cpu = cpu_pct(server_cpu0, server_pid.as_deref());
+    let own_cpu = cpu_pct(own_cpu0, Some("self"));
     // Let in-flight exchanges land (not counted in the rate, which uses `measured`).
     let relayed_at_stop = shared.relayed_in.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -557,6 +576,8 @@ async fn run(args: Args, server: SocketAddr) {
         "relay_p99_ms": round(shared.relay_hist.quantile_ms(0.99)),
         "relay_p999_ms": round(shared.relay_hist.quantile_ms(0.999)),
         "seconds": args.seconds,
+        "server_cpu_pct": server_cpu,
+        "loadgen_cpu_pct": own_cpu,
         "errors": shared.errors.load(Ordering::Relaxed),
         "first_error": last_error,
         "server_rss_baseline_mib": baseline.map(|b| round(b as f64 / 1024.0)),
