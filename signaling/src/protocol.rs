@@ -31,14 +31,13 @@ pub const VERSION: u64 = 1;
 pub const MAX_CHANNEL_NAME: usize = 64;
 
 /// Whether `name` is an acceptable channel name: 1 to [`MAX_CHANNEL_NAME`] ASCII letters,
-/// digits, `-`, `_` or `.`, not starting with `.` (names appear in URLs and file paths).
+/// digits, `-` or `_` (names appear in URLs and file paths).
 pub fn valid_channel_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_CHANNEL_NAME
-        && !name.starts_with('.')
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
 /// A message from a peer to the server.
@@ -611,12 +610,13 @@ mod tests {
 
     #[test]
     fn channel_names() {
-        for ok in ["demo", "a", "Live-1_b.2", &"x".repeat(MAX_CHANNEL_NAME)] {
+        for ok in ["demo", "a", "Live-1_b2", &"x".repeat(MAX_CHANNEL_NAME)] {
             assert!(valid_channel_name(ok), "{ok}");
         }
         for bad in [
             "",
             ".hidden",
+            "a.b",
             "a/b",
             "a b",
             "ümlaut",

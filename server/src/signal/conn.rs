@@ -408,7 +408,7 @@ impl Conn {
                 .error(
                     ws,
                     ErrorCode::BadChannel,
-                    "channel names are 1-64 of A-Z a-z 0-9 - _ . (not starting with .)".into(),
+                    "channel names are 1-64 of A-Z a-z 0-9 - _".into(),
                 )
                 .await;
         }
