@@ -5,9 +5,12 @@
 #
 # The demo loops the clip, so both tracks must last exactly 16 s:
 # - the audio is trimmed so the encoder emits exactly 750 AAC frames (750 x 1024 samples);
-# - audio and video are encoded apart and then muxed with -c copy from raw ADTS, so the
-#   muxer does not stretch the first video frame to cover the AAC priming delay (it does
-#   when it encodes both at once, making the video 21 ms longer than the audio).
+# - audio and video are encoded apart, then muxed with -c copy, reading the audio with
+#   -ignore_editlist so its priming frame is an ordinary first frame at time 0. Otherwise the
+#   muxer stretches the first video frame to cover the AAC priming delay (making the video
+#   21 ms longer than the audio). The audio must come from an .m4a, not raw ADTS: with
+#   empty_moov the moov is written before the first packet, and ADTS input would leave the
+#   esds without its AudioSpecificConfig, which browsers refuse.
 set -euo pipefail
 cd "$(dirname "$0")"
 tmp=$(mktemp -d)
@@ -19,7 +22,7 @@ ffmpeg -hide_banner -loglevel error -y \
     "$tmp/v.mp4"
 ffmpeg -hide_banner -loglevel error -y \
     -f lavfi -i "sine=frequency=440:beep_factor=4:sample_rate=48000" \
-    -af atrim=end_sample=766976 -c:a aac -b:a 48k -ac 1 -ar 48000 "$tmp/a.aac"
-ffmpeg -hide_banner -loglevel error -y -i "$tmp/v.mp4" -i "$tmp/a.aac" \
-    -map 0:v -map 1:a -c copy -bsf:a aac_adtstoasc \
+    -af atrim=end_sample=766976 -c:a aac -b:a 48k -ac 1 -ar 48000 "$tmp/a.m4a"
+ffmpeg -hide_banner -loglevel error -y -i "$tmp/v.mp4" -ignore_editlist 1 -i "$tmp/a.m4a" \
+    -map 0:v -map 1:a -c copy \
     -f mp4 -movflags frag_keyframe+empty_moov+default_base_moof demo.mp4

@@ -439,3 +439,97 @@ async fn ffmpeg_push_gives_playable_verified_chunks() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The demo's init segment and first chunks, fetched from the API and appended to a Media
+/// Source Extensions SourceBuffer in headless Chromium, buffer as one continuous range.
+#[tokio::test]
+async fn demo_chunks_append_in_chromium_mse() {
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        std::process::Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok()
+    });
+    let Some(chromium) = chromium else {
+        eprintln!("SKIPPED: chromium is not installed (scripts/setup installs it)");
+        return;
+    };
+    let server = start(true).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while channel(server.addr, "demo").await["latest_seq"].as_u64() < Some(3) {
+        assert!(Instant::now() < deadline, "demo too slow");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = format!(
+        r#"<html><body><pre id=out>pending</pre><script>
+const out = document.getElementById('out');
+(async () => {{
+  try {{
+    const base = 'http://{}/api/channels/demo';
+    const j = await (await fetch(base)).json();
+    const ms = new MediaSource();
+    const v = document.createElement('video');
+    v.muted = true;
+    document.body.appendChild(v);
+    v.src = URL.createObjectURL(ms);
+    await new Promise(r => ms.addEventListener('sourceopen', r, {{once: true}}));
+    const sb = ms.addSourceBuffer(j.mime);
+    const append = b => new Promise((ok, bad) => {{
+      sb.onupdateend = ok;
+      sb.onerror = () => bad(new Error('append: ' + (v.error && v.error.message)));
+      sb.appendBuffer(b);
+    }});
+    await append(await (await fetch(base + '/init')).arrayBuffer());
+    for (let s = j.oldest_seq; s <= j.oldest_seq + 3; s++) {{
+      const b = new Uint8Array(await (await fetch(base + '/chunks/' + s)).arrayBuffer());
+      await append(b.subarray(4 + new DataView(b.buffer).getUint32(0)));
+    }}
+    const r = [];
+    for (let i = 0; i < sb.buffered.length; i++)
+      r.push(sb.buffered.start(i).toFixed(2) + '-' + sb.buffered.end(i).toFixed(2));
+    out.textContent = 'RESULT ranges=' + r.join(',');
+  }} catch (e) {{ out.textContent = 'RESULT error ' + e; }}
+}})();
+</script></body></html>"#,
+        server.addr
+    );
+    let dir = std::env::temp_dir().join(format!("shoal-mse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let html = dir.join("mse.html");
+    std::fs::write(&html, page).unwrap();
+    let out = tokio::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+        ])
+        .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+        .args(["--virtual-time-budget=10000", "--dump-dom"])
+        .arg(format!("file://{}", html.display()))
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("chromium finished")
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let result = dom
+        .split("RESULT ")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or("no result");
+    // Four 0.5 s chunks from the first: one range, 2 s long.
+    let ranges = result
+        .strip_prefix("ranges=")
+        .unwrap_or_else(|| panic!("{result}"));
+    assert!(!ranges.contains(','), "gaps: {ranges}");
+    let (start, end) = ranges.split_once('-').expect("one range");
+    let len = end.parse::<f64>().unwrap() - start.parse::<f64>().unwrap();
+    assert!((len - 2.0).abs() < 0.05, "{ranges}");
+}

@@ -144,9 +144,12 @@ fn esds_codec(esds: &[u8]) -> Result<String, Mp4Error> {
     if oti != 0x40 {
         return Ok(format!("mp4a.{oti:02x}"));
     }
-    let (tag, _) = descriptor(&mut r)?;
+    // Without its AudioSpecificConfig no browser can set up an AAC decoder (ffmpeg writes
+    // such an esds when it muxes raw ADTS input into an empty moov).
+    let no_asc = Mp4Error::Invalid("AAC track without AudioSpecificConfig in its esds");
+    let (tag, _) = descriptor(&mut r).map_err(|_| no_asc.clone())?;
     if tag != 0x05 {
-        return Ok("mp4a.40.2".into());
+        return Err(no_asc);
     }
     let b0 = r.u8()?;
     let mut aot = b0 >> 3;
@@ -209,6 +212,10 @@ mod tests {
         let mut entry = vec![0u8; AUDIO_ENTRY_LEN];
         entry.extend(boxed(b"esds", &esds));
         assert_eq!(codec_string(*b"mp4a", &entry).unwrap(), "mp4a.40.2");
+        // The same esds cut before its AudioSpecificConfig.
+        let mut entry = vec![0u8; AUDIO_ENTRY_LEN];
+        entry.extend(boxed(b"esds", &esds[..esds.len() - 7]));
+        assert!(codec_string(*b"mp4a", &entry).is_err());
     }
 
     #[test]
