@@ -255,6 +255,12 @@ async fn offer_answer_and_candidates_are_relayed() {
     );
     assert_eq!(server.signal.stats().relayed.load(Ordering::Relaxed), 3);
 
+    // A client-initiated close is answered with a close frame (a clean close for browsers).
+    let mut c = server.client().await;
+    c.ping().await;
+    c.ws.close(None).await.unwrap();
+    assert_eq!(c.expect_closed().await, Closed::Code(1000));
+
     // Leaving tells the neighbour; relaying to the departed peer fails cleanly.
     b.send(&ClientMessage::Leave).await;
     assert_eq!(b.expect_closed().await, Closed::Code(1000));

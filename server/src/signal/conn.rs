@@ -28,6 +28,8 @@ pub(crate) type WebSocket = Socket<TokioIo<Upgraded>>;
 enum End {
     /// The peer closed or the socket failed: nothing to send.
     Gone,
+    /// The peer sent a close frame: echo it, nothing more to read.
+    PeerClosed,
     Leave,
     Shutdown,
     Slow,
@@ -43,6 +45,7 @@ impl End {
     fn close(self) -> Option<(u16, &'static str)> {
         Some(match self {
             End::Gone => return None,
+            End::PeerClosed => (1000, ""),
             End::Leave => (1000, "bye"),
             End::Shutdown => (1001, "server shutting down"),
             End::Heartbeat => (1001, "heartbeat timeout"),
@@ -115,7 +118,8 @@ pub(crate) async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
         SignalStats::inc(&conn.hub.stats.heartbeat_timeouts);
     }
     drop(conn);
-    if end != End::Gone && send_close(&mut ws, end).await.is_ok() && end != End::Heartbeat {
+    let drain = !matches!(end, End::Heartbeat | End::PeerClosed);
+    if end != End::Gone && send_close(&mut ws, end).await.is_ok() && drain {
         // Finish the closing handshake: read (and drop) until the peer's close frame. Dropping
         // the socket with unread input would reset the connection and could lose our close
         // frame and the error before it.
@@ -267,7 +271,7 @@ impl Conn {
     async fn handle(&mut self, ws: &mut WebSocket, msg: Incoming) -> Step {
         let bytes = match msg {
             Incoming::Data(bytes) => bytes,
-            Incoming::Close(_) => return Step::End(End::Gone),
+            Incoming::Close(_) => return Step::End(End::PeerClosed),
             Incoming::Pong => return Step::Continue,
             Incoming::Ping(payload) => {
                 let mut frame = Vec::new();
