@@ -140,10 +140,11 @@ pub async fn serve(
 
 /// Binds `config.listen`, prints the URL and serves until SIGINT or SIGTERM.
 pub async fn run(config: ServeConfig) -> std::io::Result<()> {
+    // Configuration errors first, so nothing claims to serve when it will not.
+    let app = App::new(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     println!("shoal: serving on http://{addr}/ (signaling at ws://{addr}/ws)");
-    let app = App::new(&config)?;
     serve(listener, app, shutdown_signal()).await
 }
 
