@@ -536,3 +536,57 @@ async fn binary_serves_and_stops_on_sigterm() {
     assert!(status.success(), "{status}");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// An emptied channel room retires; joining it again starts a fresh one.
+#[tokio::test]
+async fn empty_rooms_retire_and_reopen() {
+    let server = Server::start(SignalConfig::default()).await;
+    for round in 0..3 {
+        let mut a = server.client().await;
+        let mut b = server.client().await;
+        let (ida, _) = a.join("one").await;
+        let (_, nb) = b.join("one").await;
+        assert_eq!(nb, vec![ida], "round {round}");
+        assert_eq!(server.signal.channels(), vec![("one".to_string(), 2)]);
+        a.send(&ClientMessage::Leave).await;
+        b.send(&ClientMessage::Leave).await;
+        a.expect_closed().await;
+        b.expect_closed().await;
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while !server.signal.channels().is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "room never retired");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    let stats = server.signal.stats();
+    assert_eq!(stats.channels_active.load(Ordering::Relaxed), 0);
+    assert_eq!(stats.peers_joined.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn channel_and_server_capacity_limits() {
+    let config = SignalConfig {
+        max_peers_per_channel: 1,
+        max_channels: 1,
+        ..SignalConfig::default()
+    };
+    let server = Server::start(config).await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let mut c = server.client().await;
+    a.join("one").await;
+    b.send(&ClientMessage::Join {
+        channel: "one".into(),
+    })
+    .await;
+    b.expect_error(ErrorCode::ChannelFull).await;
+    c.send(&ClientMessage::Join {
+        channel: "two".into(),
+    })
+    .await;
+    c.expect_error(ErrorCode::ServerFull).await;
+    // Refused sockets stay usable.
+    b.ping().await;
+    c.ping().await;
+    a.ping().await;
+}

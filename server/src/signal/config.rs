@@ -31,7 +31,7 @@ pub struct SignalConfig {
     /// Messages waiting to be written to one socket; past that, relays to it get `peer_busy`.
     #[arg(long, default_value_t = 64)]
     pub peer_queue: usize,
-    /// Interval between WebSocket pings to a quiet socket, in milliseconds.
+    /// Interval between the server's WebSocket pings to each socket, in milliseconds.
     #[arg(long, default_value_t = 15_000)]
     pub heartbeat_ms: u64,
     /// Heartbeat intervals with nothing heard from a socket before it is closed.
