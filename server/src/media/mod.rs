@@ -234,3 +234,66 @@ fn signing_key(data_dir: &Path, c: &FileChannel) -> Result<SigningKey, String> {
     let bytes = keys::parse_key_hex(&hex).map_err(|e| format!("channel {:?}: {e}", c.name))?;
     Ok(SigningKey::from_bytes(&bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("shoal-media-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn config_file_and_flags_merge() {
+        let dir = temp("cfg");
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("shoal.toml");
+        let key = "11".repeat(32);
+        std::fs::write(
+            &config,
+            format!(
+                "demo = false\n[[channel]]\nname = \"studio\"\nstream_key = \"a\"\n\
+                 signing_key = \"{key}\"\n"
+            ),
+        )
+        .unwrap();
+        let options = MediaOptions {
+            config: Some(config.clone()),
+            channels: vec!["talk:b".into()],
+            data_dir: Some(dir.join("data")),
+            no_demo: false,
+        };
+        let media = Media::new(&options).unwrap();
+        let names: Vec<_> = media.channels().map(|c| c.name().to_string()).collect();
+        assert_eq!(names, ["studio", "talk"]);
+        let studio = media.channel("studio").unwrap();
+        let expected = SigningKey::from_bytes(&[0x11; 32]).verifying_key();
+        assert_eq!(studio.verifying_key(), expected);
+        assert!(studio.check_key("a") && !studio.check_key("b"));
+        // talk's generated key is kept: a restart signs with the same key.
+        let again = Media::new(&options).unwrap();
+        assert_eq!(
+            again.channel("talk").unwrap().public_key(),
+            media.channel("talk").unwrap().public_key()
+        );
+
+        let twice = MediaOptions {
+            channels: vec!["studio:x".into()],
+            ..options.clone()
+        };
+        assert!(Media::new(&twice).unwrap_err().contains("twice"));
+        std::fs::write(&config, "[[channel]]\nname = \"x\"\nstreamkey = \"a\"\n").unwrap();
+        assert!(Media::new(&options).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn channel_flags_are_checked() {
+        assert!(parse_channel_flag("a:b").is_ok());
+        assert!(parse_channel_flag("a:b:c").is_ok());
+        assert!(parse_channel_flag("ab").is_err());
+        assert!(parse_channel_flag("a:").is_err());
+        assert!(parse_channel_flag("a/b:c").is_err());
+        assert!(parse_channel_flag(":c").is_err());
+    }
+}
