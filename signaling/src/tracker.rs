@@ -15,6 +15,9 @@ use rand_core::{RngCore, SeedableRng};
 /// A peer's id within one channel.
 pub type PeerId = u64;
 
+/// Depth assumed for a peer that has not reported one.
+pub const UNKNOWN_DEPTH: u8 = 12;
+
 /// Tracker limits.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
@@ -52,6 +55,9 @@ pub struct PeerReport {
 struct Entry {
     neighbours: BTreeSet<PeerId>,
     report: PeerReport,
+    /// Hops from the origin in the peer's deepest push tree, as it last said
+    /// ([`UNKNOWN_DEPTH`] until it says).
+    depth: u8,
     seeder: bool,
     /// Position in `Tracker::order`.
     slot: usize,
@@ -121,6 +127,7 @@ impl Tracker {
                     latest_seq: self.live_edge,
                 },
                 seeder,
+                depth: if seeder { 0 } else { UNKNOWN_DEPTH },
                 slot: self.order.len(),
             },
         );
@@ -199,10 +206,12 @@ impl Tracker {
     fn score(&self, e: &Entry, free: usize) -> f32 {
         let lag = self.live_edge.saturating_sub(e.report.latest_seq).min(20) as f32;
         let seeder_bonus = if e.seeder { 2.0 } else { 0.0 };
-        free as f32 / self.config.max_neighbours as f32
-            + e.report.spare_upload.clamp(0.0, 4.0) * 0.5
-            - lag * 0.1
-            + seeder_bonus
+        // Shallow peers with spare upload make the best parents: handing them to newcomers
+        // keeps the push trees flat.
+        let spare = e.report.spare_upload.clamp(0.0, 4.0);
+        let depth = e.depth.min(16) as f32;
+        free as f32 / self.config.max_neighbours as f32 + spare * 0.5 - lag * 0.1 + seeder_bonus
+            - depth * 0.5 * spare.min(1.0)
     }
 
     /// All peers when the channel is small, else a uniform random sample.
@@ -242,6 +251,16 @@ impl Tracker {
         self.live_edge = self.live_edge.max(report.latest_seq);
         if let Some(e) = self.peers.get_mut(&peer) {
             e.report = report;
+        }
+    }
+
+    /// Records how deep `peer` sits in the push trees (hops from the origin, its deepest
+    /// substream; 255 when cut off from one).
+    pub fn report_depth(&mut self, peer: PeerId, depth: u8) {
+        if let Some(e) = self.peers.get_mut(&peer) {
+            if !e.seeder {
+                e.depth = depth;
+            }
         }
     }
 
@@ -344,10 +363,22 @@ mod tests {
                 t.unlink(p, n);
             }
         }
-        t.report(7, PeerReport { spare_upload: 4.0, latest_seq: 100 });
+        t.report(
+            7,
+            PeerReport {
+                spare_upload: 4.0,
+                latest_seq: 100,
+            },
+        );
         for p in 1..=20 {
             if p != 7 {
-                t.report(p, PeerReport { spare_upload: 0.0, latest_seq: 90 });
+                t.report(
+                    p,
+                    PeerReport {
+                        spare_upload: 0.0,
+                        latest_seq: 90,
+                    },
+                );
             }
         }
         let got = t.join(99);

@@ -25,7 +25,7 @@ use rand_core::{RngCore, SeedableRng};
 use crate::chunk::{Chunk, ChunkHeader, PIECE_SIZE};
 use crate::config::Config;
 use crate::metrics::{Metrics, Source};
-use crate::store::{Store, MAX_STASHED};
+use crate::store::{Store, Via, MAX_STASHED};
 use crate::wire::{Message, MAP_CHUNKS, NO_DEPTH};
 
 /// A neighbour's id, as the driver (and the signaling server) names it.
@@ -140,6 +140,8 @@ pub enum Output {
         spare_upload: f32,
         /// Newest chunk held.
         latest: u64,
+        /// Hops from the origin in its deepest push tree (255: cut off from one).
+        depth: u8,
     },
     /// Something happened.
     Event(Event),
@@ -584,7 +586,14 @@ impl Peer {
         if depths == self.sent_depths {
             return;
         }
+        let deepest = depths.iter().copied().max().unwrap_or(NO_DEPTH);
         self.sent_depths = depths;
+        // The tracker hands shallow peers to newcomers: tell it at once.
+        self.out.push_back(Output::Report {
+            spare_upload: self.spare_slots() as f32 / self.parents.len() as f32,
+            latest: self.latest.unwrap_or(0),
+            depth: deepest,
+        });
         let msg = self.status();
         let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
         for id in ids {
@@ -991,9 +1000,15 @@ impl Peer {
             self.parents[s] == Some(from) && requested_from.is_none_or(|(p, _)| p != from);
         if let Some(slot) = self.store.get_mut(seq) {
             if slot.src.len() < slot.have.len() {
-                slot.src.resize(slot.have.len(), false);
+                slot.src.resize(slot.have.len(), Via::Other);
             }
-            slot.src[index as usize] = pushed_by_parent;
+            slot.src[index as usize] = if pushed_by_parent {
+                Via::Parent
+            } else if requested_from.is_some() {
+                Via::Pulled
+            } else {
+                Via::Other
+            };
         }
         // Relay at once to children of this substream.
         let children: Vec<PeerId> = self
@@ -1030,23 +1045,22 @@ impl Peer {
         let ts = header.timestamp_us;
         let k = self.parents.len();
         // Parent accounting: which substreams did the parent push in full?
-        let mut full = vec![true; k];
-        for (i, pushed) in slot.src.iter().enumerate() {
-            if !pushed {
-                full[(seq as usize + i) % k] = false;
+        // A substream's parent missed this chunk if any of its pieces had to be pulled from
+        // someone else; it delivered if it pushed them all. Pieces that came over HTTP (a
+        // whole chunk at once) say nothing about any one parent.
+        let mut verdict: Vec<Option<bool>> = vec![None; k];
+        for (i, via) in slot.src.iter().enumerate() {
+            let v = &mut verdict[(seq as usize + i) % k];
+            match via {
+                Via::Pulled => *v = Some(false),
+                Via::Parent if v.is_none() => *v = Some(true),
+                _ => {}
             }
         }
-        if slot.src.is_empty() {
-            full = vec![false; k];
-        }
-        let n_pieces = slot.have.len();
-        for (s, ok) in full.iter().enumerate().take(k) {
-            // Substreams with no piece in this chunk tell nothing.
-            if n_pieces < k && (0..n_pieces).all(|i| (seq as usize + i) % k != s) {
-                continue;
-            }
+        for (s, v) in verdict.into_iter().enumerate() {
+            let Some(ok) = v else { continue };
             if self.parents[s].is_some() && first_seen > self.parent_since[s] + 500_000 {
-                let miss = if *ok { 0.0 } else { 1.0 };
+                let miss = if ok { 0.0 } else { 1.0 };
                 self.miss[s] = 0.75 * self.miss[s] + 0.25 * miss;
             }
         }
@@ -1331,7 +1345,7 @@ impl Peer {
             return;
         };
         let n = slot.have.len();
-        slot.src = vec![false; n];
+        slot.src = vec![Via::Other; n];
         let mut fresh = Vec::new();
         for i in 0..n {
             let range = crate::chunk::piece_range(chunk.bytes.len(), i);
@@ -1366,7 +1380,7 @@ impl Peer {
         slot.data = chunk.bytes;
         slot.have = vec![true; n];
         slot.have_count = n;
-        slot.src = vec![false; n];
+        slot.src = vec![Via::Other; n];
         slot.complete_at = Some(now);
         let k = self.parents.len() as u64;
         for i in 0..n {
@@ -1456,9 +1470,11 @@ impl Peer {
             }
             self.store.evict_before(floor.min(self.oldest_needed()));
             let spare = self.spare_slots() as f32 / self.parents.len() as f32;
+            let depth = self.depths().into_iter().max().unwrap_or(NO_DEPTH);
             self.out.push_back(Output::Report {
                 spare_upload: spare,
                 latest: self.latest.unwrap_or(0),
+                depth,
             });
         }
     }

@@ -8,6 +8,17 @@ use crate::{PeerId, Time};
 /// Pieces that arrived before their chunk's header, held until it comes (bounded).
 pub(crate) const MAX_STASHED: usize = 64;
 
+/// How a piece arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Via {
+    /// Pushed by the substream's parent.
+    Parent,
+    /// Pulled from another neighbour because the push was late.
+    Pulled,
+    /// Anything that says nothing about the parent (HTTP, publish, not yet arrived).
+    Other,
+}
+
 /// One chunk in the window.
 #[derive(Debug)]
 pub(crate) struct Slot {
@@ -30,8 +41,8 @@ pub(crate) struct Slot {
     pub(crate) stash: Vec<(u16, Vec<u8>, PeerId)>,
     /// An HTTP fallback fetch is under way.
     pub(crate) http_pending: bool,
-    /// Per piece: whether it arrived as a push from the substream's parent.
-    pub(crate) src: Vec<bool>,
+    /// Per piece: how it arrived (for judging the substream's parent).
+    pub(crate) src: Vec<Via>,
 }
 
 impl Slot {
@@ -61,7 +72,7 @@ impl Slot {
         self.data = vec![0; header.len as usize];
         self.have = vec![false; n];
         self.requested = vec![None; n];
-        self.src = vec![false; n];
+        self.src = vec![Via::Other; n];
         self.have_count = 0;
         self.header = Some(header);
         self.header_requested = None;

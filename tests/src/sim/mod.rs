@@ -436,8 +436,10 @@ impl Sim {
                 Output::Report {
                     spare_upload,
                     latest,
+                    depth,
                 } => {
                     if self.nodes[id].hostile.is_none() {
+                        self.tracker.report_depth(id as PeerId, depth);
                         self.tracker.report(
                             id as PeerId,
                             PeerReport {
@@ -447,6 +449,7 @@ impl Sim {
                         );
                     } else {
                         // Liars claim to be ideal neighbours.
+                        self.tracker.report_depth(id as PeerId, 1);
                         self.tracker.report(
                             id as PeerId,
                             PeerReport {
