@@ -1,8 +1,8 @@
 //! One live channel: its keys, its init segment, the window of recent signed chunks, and the
 //! broadcast that tells the seeder and signaling about each new chunk.
 //!
-//! The state sits behind one `std::sync::Mutex`, held only to publish a chunk or copy out a
-//! snapshot; nothing awaits while holding it. Counters are atomics so the HTTP and
+//! The state sits behind one `std::sync::Mutex`, held only to store a chunk or copy out a
+//! snapshot; nothing awaits while holding it. A second mutex makes publishers take turns. Counters are atomics so the HTTP and
 //! signaling paths can bump them without the lock.
 
 use std::collections::VecDeque;
@@ -148,6 +148,7 @@ pub struct Channel {
     signing: SigningKey,
     public_key: String,
     state: Mutex<State>,
+    publishing: Mutex<()>,
     chunks_tx: broadcast::Sender<Arc<Chunk>>,
     ingest_gen: watch::Sender<u64>,
     window: Duration,
@@ -172,6 +173,7 @@ impl Channel {
             signing,
             public_key,
             state: Mutex::new(State::default()),
+            publishing: Mutex::new(()),
             chunks_tx: broadcast::channel(BROADCAST_CAPACITY).0,
             ingest_gen: watch::Sender::new(0),
             window: WINDOW,
@@ -301,7 +303,13 @@ impl Channel {
         mut fragment: Fragment,
         ingest: Option<u64>,
     ) -> Result<Arc<Chunk>, PublishError> {
-        let mut state = self.state();
+        // Publishers take turns for the whole publish; readers wait on `state` only while
+        // the chunk is stored, not while it is hashed and signed.
+        let _turn = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let (timeline, seq) = {
+            let state = self.state();
+            (state.timeline, state.next_seq)
+        };
         if ingest.is_some_and(|g| g != *self.ingest_gen.borrow()) {
             return Err(PublishError::Replaced);
         }
@@ -309,7 +317,7 @@ impl Channel {
         let offsets = match &session.offsets {
             Some((i, o)) if Arc::ptr_eq(i, &init) => o.clone(),
             _ => {
-                let o = offsets(&init, &fragment, state.timeline);
+                let o = offsets(&init, &fragment, timeline);
                 session.offsets = Some((init.clone(), o.clone()));
                 o
             }
@@ -344,7 +352,6 @@ impl Channel {
                 });
             }
         }
-        let seq = state.next_seq;
         let so = fragment.info.sequence_offset;
         // mfhd sequence numbers only need to increase; the low 32 bits of seq + 1 do.
         let mfhd = ((seq.wrapping_add(1)) as u32).to_be_bytes();
@@ -369,6 +376,7 @@ impl Channel {
             bytes: fragment.bytes,
         });
 
+        let mut state = self.state();
         if state
             .init
             .as_ref()
