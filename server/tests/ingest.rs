@@ -238,7 +238,7 @@ async fn demo_chunks_follow_the_wall_clock() {
     assert!(seq >= first_seq + 3, "{first_seq} -> {seq} in 2 s");
     let advanced = later.header.timestamp_us - first.header.timestamp_us;
     assert!(
-        advanced.abs_diff(elapsed) < 700_000,
+        advanced.abs_diff(elapsed) < 900_000,
         "timestamps advanced {advanced} us over {elapsed} us of wall clock"
     );
     let chunks = (advanced as f64 / 500_000.0).round() as u64;
