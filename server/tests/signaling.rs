@@ -457,6 +457,19 @@ async fn missed_heartbeats_close_the_socket_and_tell_neighbours() {
 }
 
 #[tokio::test]
+async fn sockets_that_never_join_are_closed() {
+    let config = SignalConfig {
+        heartbeat_ms: 50,
+        heartbeat_missed: 2,
+        ..SignalConfig::default()
+    };
+    let server = Server::start(config).await;
+    let mut lurker = server.client().await;
+    // Answers pings (it is polled) but never joins.
+    assert_eq!(lurker.expect_closed().await, Closed::Code(1008));
+}
+
+#[tokio::test]
 async fn graceful_shutdown_closes_sockets_and_returns() {
     let mut server = Server::start(SignalConfig::default()).await;
     let mut a = server.client().await;

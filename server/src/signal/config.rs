@@ -34,7 +34,8 @@ pub struct SignalConfig {
     /// Interval between the server's WebSocket pings to each socket, in milliseconds.
     #[arg(long, default_value_t = 15_000)]
     pub heartbeat_ms: u64,
-    /// Heartbeat intervals with nothing heard from a socket before it is closed.
+    /// Heartbeat intervals with nothing heard from a socket before it is closed; also how many
+    /// a new socket has to join a channel.
     #[arg(long, default_value_t = 2)]
     pub heartbeat_missed: u32,
     /// STUN/TURN URL handed to peers (repeatable). None by default: loopback needs none.

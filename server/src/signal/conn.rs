@@ -36,6 +36,8 @@ enum End {
     Heartbeat,
     TooLarge,
     Flood,
+    /// Connected but never joined a channel within the heartbeat timeout.
+    JoinTimeout,
     /// The peer broke WebSocket framing rules.
     Framing(FrameError),
 }
@@ -54,6 +56,7 @@ impl End {
             End::TooLarge => (1009, "message too large"),
             End::Framing(FrameError::Protocol) => (1002, "bad WebSocket framing"),
             End::Framing(FrameError::TooBig) => (1009, "frame too large"),
+            End::JoinTimeout => (1008, "join a channel first"),
         })
     }
 }
@@ -79,6 +82,8 @@ struct Conn {
     /// Something arrived since the last heartbeat tick.
     heard: bool,
     missed: u32,
+    /// Heartbeat ticks while not joined: a socket must join within the heartbeat timeout.
+    idle_ticks: u32,
 }
 
 impl Drop for Conn {
@@ -111,6 +116,7 @@ pub(crate) async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
         room: None,
         heard: false,
         missed: 0,
+        idle_ticks: 0,
     };
     let end = conn.run(&mut ws).await;
     tracing::debug!(peer = conn.mailbox.peer, ?end, "connection ends");
@@ -178,6 +184,12 @@ impl Conn {
                     }
                 }
                 () = &mut tick => {
+                    if self.room.is_none() {
+                        self.idle_ticks += 1;
+                        if self.idle_ticks >= self.hub.config.heartbeat_missed.max(1) {
+                            return End::JoinTimeout;
+                        }
+                    }
                     if self.heard {
                         self.heard = false;
                         self.missed = 0;
