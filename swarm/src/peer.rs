@@ -95,6 +95,8 @@ pub enum Event {
     ChunkComplete {
         /// The chunk.
         seq: u64,
+        /// Whether the HTTP fallback completed it.
+        http: bool,
     },
     /// Playback skipped chunks it could not get in time.
     Skipped {
@@ -1021,11 +1023,11 @@ impl Peer {
             self.enqueue(c, seq, index, true);
         }
         if complete {
-            self.complete(seq, now);
+            self.complete(seq, now, false);
         }
     }
 
-    fn complete(&mut self, seq: u64, now: Time) {
+    fn complete(&mut self, seq: u64, now: Time, http: bool) {
         let Some(slot) = self.store.get_mut(seq) else {
             return;
         };
@@ -1071,7 +1073,7 @@ impl Peer {
                 .record_delivery((now as i64 - published).max(0) as Time);
         }
         self.out
-            .push_back(Output::Event(Event::ChunkComplete { seq }));
+            .push_back(Output::Event(Event::ChunkComplete { seq, http }));
         let ids: Vec<PeerId> = self.neighbours.keys().copied().collect();
         for id in ids {
             self.send(id, &Message::Have { seq });
@@ -1367,7 +1369,7 @@ impl Peer {
                 self.enqueue(c, seq, i, true);
             }
         }
-        self.complete(seq, now);
+        self.complete(seq, now, true);
     }
 
     fn on_publish(&mut self, chunk: Chunk, now: Time) {

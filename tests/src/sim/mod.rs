@@ -203,6 +203,9 @@ pub struct Sim {
     trace: Sha256,
     quiet: bool,
     trace_tree: bool,
+    debug: bool,
+    /// (time, via HTTP, delivery delay) of every completion, when debugging.
+    completions: Vec<(Time, bool, f64)>,
     /// The seeder's upload cap, bytes per second (reserved on the origin's link).
     seeder_cap: u64,
     /// When the origin's HTTP queue drains.
@@ -241,6 +244,8 @@ impl Sim {
             trace: Sha256::new(),
             quiet: false,
             trace_tree: std::env::var_os("SIM_TRACE").is_some(),
+            debug: std::env::var_os("SIM_DEBUG").is_some(),
+            completions: Vec::new(),
             seeder_cap: 0,
             http_free: 0,
             http_refused: 0,
@@ -266,6 +271,7 @@ impl Sim {
         self.seeder_cap = cap;
         let cfg = Config {
             bitrate_hint: self.bytes_per_s(1.0),
+            substreams: self.viewer_config().substreams,
             ..Config::origin(Some(cap))
         };
         let peer = Peer::new(cfg, self.key.verifying_key(), 0, self.seed ^ 0x5eed);
@@ -324,6 +330,26 @@ impl Sim {
         }
     }
 
+    /// A viewer's settings: the defaults, with overrides from `SIM_SUBSTREAMS`,
+    /// `SIM_TARGET_DELAY_MS` and `SIM_PUSH_GRACE_MS` for experiments.
+    fn viewer_config(&self) -> Config {
+        let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        let mut cfg = Config {
+            bitrate_hint: self.bytes_per_s(1.0),
+            ..Config::default()
+        };
+        if let Some(k) = env("SIM_SUBSTREAMS") {
+            cfg.substreams = k as usize;
+        }
+        if let Some(ms) = env("SIM_TARGET_DELAY_MS") {
+            cfg.target_delay = ms * 1000;
+        }
+        if let Some(ms) = env("SIM_PUSH_GRACE_MS") {
+            cfg.push_grace = ms * 1000;
+        }
+        cfg
+    }
+
     fn join(&mut self) {
         let id = self.nodes.len();
         let up = self.draw_upload();
@@ -342,10 +368,7 @@ impl Sim {
         } else {
             None
         };
-        let cfg = Config {
-            bitrate_hint: self.bytes_per_s(1.0),
-            ..Config::default()
-        };
+        let cfg = self.viewer_config();
         let peer = Peer::new(
             cfg,
             self.key.verifying_key(),
@@ -459,11 +482,15 @@ impl Sim {
                         );
                     }
                 }
-                Output::Event(swarm::Event::ChunkComplete { seq }) => {
+                Output::Event(swarm::Event::ChunkComplete { seq, http }) => {
                     if self.nodes[id].hostile.is_none() && id != ORIGIN {
                         if let Some((published, _)) = self.truth.get(&seq) {
                             if *published >= self.nodes[id].joined {
-                                self.delivery.push((self.now - published) as f64 / SEC);
+                                let d = (self.now - published) as f64 / SEC;
+                                self.delivery.push(d);
+                                if self.debug {
+                                    self.completions.push((self.now, http, d));
+                                }
                             }
                         }
                     }
@@ -636,10 +663,6 @@ impl Sim {
         .expect("a 2 Mbit/s chunk is far below the size limit");
         let chunk = Chunk { header, bytes };
         self.truth.insert(seq, (self.now, chunk.clone()));
-        // Keep the truth window bounded: nobody plays chunks a minute old.
-        while self.truth.len() > 240 {
-            self.truth.pop_first();
-        }
         self.tracker.set_live_edge(seq);
         self.nodes[ORIGIN]
             .peer
@@ -882,7 +905,31 @@ impl Sim {
 
     fn report(mut self, wall_s: f64) -> Report {
         let end = self.now;
-        if std::env::var_os("SIM_DEBUG").is_some() {
+        if self.debug {
+            // Delivery by 20 s window, split by how the chunk completed.
+            let mut t0 = 0;
+            while t0 < end {
+                let t1 = t0 + 20_000_000;
+                for http in [false, true] {
+                    let mut v: Vec<f64> = self
+                        .completions
+                        .iter()
+                        .filter(|c| c.0 >= t0 && c.0 < t1 && c.1 == http)
+                        .map(|c| c.2)
+                        .collect();
+                    v.sort_by(f64::total_cmp);
+                    let p = |q: f64| v.get(((v.len() as f64 - 1.0) * q) as usize).copied();
+                    eprintln!(
+                        "window {:>3}-{:<3}s http={http:<5} n={:<6} p50={:?} p95={:?}",
+                        t0 / 1_000_000,
+                        t1 / 1_000_000,
+                        v.len(),
+                        p(0.5),
+                        p(0.95)
+                    );
+                }
+                t0 = t1;
+            }
             for (i, n) in self.nodes.iter().enumerate() {
                 let m = n.peer.metrics();
                 eprintln!(
