@@ -2031,6 +2031,9 @@ impl Peer {
                         sl.is_complete() && sl.header.as_ref().is_some_and(|h| h.keyframe)
                     })
                 });
+                // Nothing newer held, and the head has left the swarm's window: nobody can
+                // serve it any more, so wait for the live edge instead.
+                let target = target.or_else(|| (p.head < self.window_floor()).then_some(latest));
                 if let Some(to) = target {
                     let ts = self.est_ts(to).unwrap_or(0);
                     self.metrics.chunks_due += to - p.head;
