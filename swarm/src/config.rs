@@ -41,7 +41,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             target_neighbours: 8,
-            substreams: 4,
+            substreams: 2,
             target_delay: 1_500_000,
             window: 20_000_000,
             upload_limit: None,
