@@ -189,6 +189,7 @@ async fn join_hands_out_neighbours_and_counts_viewers() {
     a.send(&ClientMessage::Report {
         spare_upload: 2.0,
         latest_seq: 10,
+        depth: Some(2),
     })
     .await;
     a.send(&ClientMessage::Unlink { peer: idb }).await;

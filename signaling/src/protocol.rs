@@ -87,6 +87,10 @@ pub enum ClientMessage {
         spare_upload: f32,
         /// Newest chunk sequence number it holds.
         latest_seq: u64,
+        /// Hops from the origin in its deepest push tree (255: cut off from one); absent
+        /// until the peer knows.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        depth: Option<u8>,
     },
     /// The link to `peer` closed or failed: frees both sides' neighbour slots.
     Unlink {
@@ -338,6 +342,7 @@ struct RawClient<'a> {
     want: Option<u32>,
     spare_upload: Option<f32>,
     latest_seq: Option<u64>,
+    depth: Option<u8>,
     peer: Option<PeerId>,
 }
 
@@ -383,6 +388,7 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientMessage, ProtocolError> {
         "report" => ClientMessage::Report {
             spare_upload: need(raw.spare_upload, "report", "spare_upload")?,
             latest_seq: need(raw.latest_seq, "report", "latest_seq")?,
+            depth: raw.depth,
         },
         "unlink" => ClientMessage::Unlink {
             peer: need(raw.peer, "unlink", "peer")?,
@@ -471,6 +477,12 @@ mod tests {
             ClientMessage::Report {
                 spare_upload: 1.5,
                 latest_seq: 77,
+                depth: None,
+            },
+            ClientMessage::Report {
+                spare_upload: 0.0,
+                latest_seq: 0,
+                depth: Some(3),
             },
             ClientMessage::Unlink { peer: 5 },
             ClientMessage::Leave,

@@ -354,6 +354,7 @@ impl Conn {
             ClientMessage::Report {
                 spare_upload,
                 latest_seq,
+                depth,
             } => {
                 let spare_upload = if spare_upload.is_finite() {
                     spare_upload
@@ -364,7 +365,12 @@ impl Conn {
                     spare_upload,
                     latest_seq,
                 };
-                return self.to_room(ws, RoomCmd::Report { peer: me, report }).await;
+                let cmd = RoomCmd::Report {
+                    peer: me,
+                    report,
+                    depth,
+                };
+                return self.to_room(ws, cmd).await;
             }
             ClientMessage::Unlink { peer } => {
                 return self

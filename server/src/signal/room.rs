@@ -31,6 +31,7 @@ pub(crate) enum RoomCmd {
     Report {
         peer: PeerId,
         report: PeerReport,
+        depth: Option<u8>,
     },
     Unlink {
         peer: PeerId,
@@ -99,7 +100,16 @@ impl Room {
                 let msg = encode_server(&ServerMessage::Peers { neighbours });
                 self.notify(peer, msg);
             }
-            RoomCmd::Report { peer, report } => self.tracker.report(peer, report),
+            RoomCmd::Report {
+                peer,
+                report,
+                depth,
+            } => {
+                self.tracker.report(peer, report);
+                if let Some(depth) = depth {
+                    self.tracker.report_depth(peer, depth);
+                }
+            }
             RoomCmd::Unlink { peer, other } => self.tracker.unlink(peer, other),
         }
     }
