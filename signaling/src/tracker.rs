@@ -16,7 +16,7 @@ use rand_core::{RngCore, SeedableRng};
 pub type PeerId = u64;
 
 /// Depth assumed for a peer that has not reported one.
-pub const UNKNOWN_DEPTH: u8 = 12;
+pub const UNKNOWN_DEPTH: u8 = 4;
 
 /// Tracker limits.
 #[derive(Debug, Clone)]
@@ -72,6 +72,8 @@ pub struct Tracker {
     order: Vec<PeerId>,
     rng: ChaCha8Rng,
     live_edge: u64,
+    /// The channel's seeders (kept apart so a pick need not scan every peer for them).
+    seeders: Vec<PeerId>,
 }
 
 impl Tracker {
@@ -83,6 +85,7 @@ impl Tracker {
             order: Vec::new(),
             rng: ChaCha8Rng::seed_from_u64(seed),
             live_edge: 0,
+            seeders: Vec::new(),
         }
     }
 
@@ -138,7 +141,9 @@ impl Tracker {
     /// Adds the channel's origin seeder. It is never handed out to more than
     /// [`TrackerConfig::seeder_neighbours`] viewers at once.
     pub fn add_seeder(&mut self, peer: PeerId) {
-        self.insert(peer, true);
+        if self.insert(peer, true) {
+            self.seeders.push(peer);
+        }
     }
 
     /// Adds a viewer and returns its first neighbours to dial (empty if it was already in).
@@ -226,12 +231,7 @@ impl Tracker {
             out.push(self.order[i]);
         }
         // Seeders are few and matter most to newcomers: always consider them.
-        out.extend(
-            self.peers
-                .iter()
-                .filter(|(_, e)| e.seeder)
-                .map(|(id, _)| *id),
-        );
+        out.extend(self.seeders.iter().copied());
         out.sort_unstable();
         out.dedup();
         out
@@ -285,6 +285,9 @@ impl Tracker {
         let Some(e) = self.peers.remove(&peer) else {
             return Vec::new();
         };
+        if e.seeder {
+            self.seeders.retain(|&s| s != peer);
+        }
         // Swap-remove from the sampling order, fixing the moved peer's slot.
         let last = self.order.len() - 1;
         self.order.swap(e.slot, last);
