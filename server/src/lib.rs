@@ -2,6 +2,7 @@
 
 pub mod http;
 pub mod media;
+pub mod peer;
 pub mod signal;
 
 use std::future::Future;
@@ -13,6 +14,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 
 use crate::media::{Media, MediaOptions};
+use crate::peer::seeder::SeederOptions;
 use crate::signal::{ChannelDirectory, ChannelInfo, Signal, SignalConfig, StaticDirectory};
 
 /// Options of `shoal serve`.
@@ -27,6 +29,9 @@ pub struct ServeConfig {
     /// Channels, ingest and the demo.
     #[command(flatten)]
     pub media: MediaOptions,
+    /// The origin seeder.
+    #[command(flatten)]
+    pub seeder: SeederOptions,
 }
 
 impl Default for ServeConfig {
@@ -35,6 +40,7 @@ impl Default for ServeConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             signal: SignalConfig::default(),
             media: MediaOptions::default(),
+            seeder: SeederOptions::default(),
         }
     }
 }
@@ -46,6 +52,8 @@ pub struct App {
     pub signal: Signal,
     /// Channels: ingest, segmenter, signed chunks, the demo.
     pub media: Arc<Media>,
+    /// The origin seeder's settings.
+    pub seeder: SeederOptions,
 }
 
 /// Channels the registry knows, then (with `--any-channel`) any other name.
@@ -95,7 +103,11 @@ impl App {
                     ));
                 }
             }));
-        Ok(App { signal, media })
+        Ok(App {
+            signal,
+            media,
+            seeder: config.seeder.clone(),
+        })
     }
 }
 
@@ -118,6 +130,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = router(&app);
+    let addr = listener.local_addr()?;
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!("TCP_NODELAY: {e}");
@@ -125,6 +138,22 @@ pub async fn serve(
     });
     let signal = app.signal.clone();
     let demo = app.media.start();
+    // One origin seeder per channel, talking to this very server over loopback.
+    let seeders: Vec<_> = if app.seeder.no_seeder {
+        Vec::new()
+    } else {
+        app.media
+            .channels()
+            .map(|channel| {
+                tokio::spawn(peer::seeder::run(
+                    Arc::clone(channel),
+                    addr,
+                    app.signal.seeder_token().to_owned(),
+                    app.seeder.clone(),
+                ))
+            })
+            .collect()
+    };
     let result = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -134,6 +163,9 @@ pub async fn serve(
         .await;
     if let Some(demo) = demo {
         demo.abort();
+    }
+    for s in seeders {
+        s.abort();
     }
     result
 }

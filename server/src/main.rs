@@ -14,14 +14,20 @@ struct Cli {
 enum Command {
     /// Serve channels: HTTP API, ingest and WebSocket signaling.
     Serve(shoal::ServeConfig),
+    /// Join a channel as a headless relay peer (verifies and forwards, never plays).
+    Peer(shoal::peer::PeerArgs),
 }
+
+/// Shoal at info; the WebRTC crates only when something is wrong.
+const DEFAULT_LOG: &str = "info,rtc=warn,rtc_ice=error,rtc_dtls=error,rtc_sctp=warn,webrtc=warn";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The WebRTC stack logs every state change at info: keep its warnings only.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -36,6 +42,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve(config) => runtime.block_on(shoal::run(config)),
+        Command::Peer(args) => runtime.block_on(shoal::peer::run_relay(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -100,11 +100,14 @@ impl Drop for Conn {
 }
 
 /// Serves one upgraded WebSocket until it closes.
-pub(crate) async fn serve(mut ws: WebSocket, hub: Arc<Hub>) {
+pub(crate) async fn serve(mut ws: WebSocket, hub: Arc<Hub>, seeder: bool) {
     let Some(mailbox) = hub.connect() else {
         let _ = send_close(&mut ws, End::Shutdown).await;
         return;
     };
+    if seeder {
+        mailbox.set_seeder();
+    }
     let mut conn = Conn {
         bucket: Bucket {
             tokens: hub.config.msg_burst as f32,
@@ -264,6 +267,10 @@ impl Conn {
 
     /// Whether a message may pass the rate limit now.
     fn admit(&mut self) -> bool {
+        // The server's own seeder answers every viewer that joins: never throttled.
+        if self.mailbox.is_seeder() {
+            return true;
+        }
         let now = Instant::now();
         let cfg = &self.hub.config;
         let b = &mut self.bucket;

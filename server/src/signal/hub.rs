@@ -23,6 +23,19 @@ use super::stats::SignalStats;
 
 const SHARDS: usize = 64;
 
+/// 32 random hex digits (or a time-derived value if the OS has no randomness to give).
+fn new_token() -> String {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    if rand_core::OsRng.try_fill_bytes(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = t.to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What a joined connection keeps of its room.
 #[derive(Debug, Clone)]
 pub(crate) struct RoomHandle {
@@ -36,6 +49,9 @@ pub(crate) struct Hub {
     pub(crate) ice_servers: Vec<IceServer>,
     pub(crate) directory: Arc<dyn ChannelDirectory>,
     pub(crate) stats: SignalStats,
+    /// A secret only this process knows: a socket that opens `/ws?seeder=TOKEN` is the
+    /// server's own origin seeder and joins its channel's tracker as the seeder.
+    pub(crate) seeder_token: String,
     rooms: Mutex<HashMap<String, RoomHandle>>,
     peers: Vec<Mutex<HashMap<PeerId, Arc<Mailbox>>>>,
     next_peer: AtomicU64,
@@ -55,6 +71,7 @@ impl Hub {
             config,
             directory,
             stats: SignalStats::default(),
+            seeder_token: new_token(),
             rooms: Mutex::new(HashMap::new()),
             peers: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             next_peer: AtomicU64::new(1),

@@ -6,7 +6,7 @@
 //! is held only to push or to swap the queue out, never across an await.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use tokio::sync::Notify;
@@ -43,6 +43,8 @@ pub(crate) struct Mailbox {
     pub(crate) peer: PeerId,
     /// Id of the channel room the peer joined; 0 before it joins.
     room: AtomicU64,
+    /// The connection proved it is the server's own origin seeder (see `Hub::seeder_token`).
+    seeder: AtomicBool,
     state: Mutex<State>,
     notify: Notify,
 }
@@ -52,6 +54,7 @@ impl Mailbox {
         Mailbox {
             peer,
             room: AtomicU64::new(0),
+            seeder: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             notify: Notify::new(),
         }
@@ -59,6 +62,14 @@ impl Mailbox {
 
     pub(crate) fn room(&self) -> u64 {
         self.room.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_seeder(&self) -> bool {
+        self.seeder.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_seeder(&self) {
+        self.seeder.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_room(&self, room: u64) {

@@ -53,6 +53,12 @@ impl Signal {
             .with_state(self.clone())
     }
 
+    /// The secret that marks the server's own origin seeder: it connects to
+    /// `/ws?seeder=TOKEN` and joins its channel's tracker as the seeder.
+    pub fn seeder_token(&self) -> &str {
+        &self.hub.seeder_token
+    }
+
     /// The limits in force.
     pub fn config(&self) -> &SignalConfig {
         &self.hub.config
@@ -122,6 +128,11 @@ async fn upgrade(State(signal): State<Signal>, mut req: Request) -> Response {
     let Some(on_upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return (StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
     };
+    let seeder = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.strip_prefix("seeder="))
+            .any(|t| constant_time_eq(t.as_bytes(), signal.hub.seeder_token.as_bytes()))
+    });
     let max = signal.hub.config.max_message_bytes;
     // Frames a little over the limit still arrive whole, so the peer gets a `too_large`
     // error; larger ones end the socket with 1009 as soon as their header is read.
@@ -130,7 +141,7 @@ async fn upgrade(State(signal): State<Signal>, mut req: Request) -> Response {
         match on_upgrade.await {
             Ok(upgraded) => {
                 let socket = ws::Socket::new(hyper_util::rt::TokioIo::new(upgraded), hard_cap);
-                conn::serve(socket, signal.hub).await;
+                conn::serve(socket, signal.hub, seeder).await;
             }
             Err(e) => tracing::debug!("upgrade failed: {e}"),
         }
@@ -142,4 +153,8 @@ async fn upgrade(State(signal): State<Signal>, mut req: Request) -> Response {
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .body(Body::empty())
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

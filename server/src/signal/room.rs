@@ -44,6 +44,8 @@ struct Room {
     id: u64,
     tracker: Tracker,
     members: HashMap<PeerId, Arc<Mailbox>>,
+    /// Members that are the server's own seeders (not viewers).
+    seeders: usize,
     viewers: Arc<AtomicUsize>,
 }
 
@@ -60,6 +62,7 @@ pub(crate) async fn run(
         hub,
         id,
         members: HashMap::new(),
+        seeders: 0,
         viewers,
     };
     while let Some(cmd) = rx.recv().await {
@@ -79,11 +82,14 @@ impl Room {
                 let _ = reply.send(result);
             }
             RoomCmd::Leave { peer } => {
-                if self.members.remove(&peer).is_none() {
+                let Some(mailbox) = self.members.remove(&peer) else {
                     return;
+                };
+                if mailbox.is_seeder() {
+                    self.seeders = self.seeders.saturating_sub(1);
                 }
                 SignalStats::dec(&self.hub.stats.peers_joined);
-                self.viewers.store(self.members.len(), Ordering::Relaxed);
+                self.viewers.store(self.viewer_count(), Ordering::Relaxed);
                 let told = self.tracker.leave(peer);
                 if !told.is_empty() {
                     let notice = encode_server(&ServerMessage::PeerLeft { peer });
@@ -114,6 +120,10 @@ impl Room {
         }
     }
 
+    fn viewer_count(&self) -> usize {
+        self.members.len().saturating_sub(self.seeders)
+    }
+
     fn join(&mut self, mailbox: &Arc<Mailbox>) -> Result<Vec<PeerId>, ErrorCode> {
         if self.members.len() >= self.hub.config.max_peers_per_channel {
             return Err(ErrorCode::ChannelFull);
@@ -122,7 +132,14 @@ impl Room {
         mailbox.set_room(self.id);
         self.members.insert(peer, Arc::clone(mailbox));
         SignalStats::inc(&self.hub.stats.peers_joined);
-        self.viewers.store(self.members.len(), Ordering::Relaxed);
+        if mailbox.is_seeder() {
+            // The origin seeder dials no one: the tracker hands it to joining viewers.
+            self.seeders += 1;
+            self.viewers.store(self.viewer_count(), Ordering::Relaxed);
+            self.tracker.add_seeder(peer);
+            return Ok(Vec::new());
+        }
+        self.viewers.store(self.viewer_count(), Ordering::Relaxed);
         Ok(self.tracker.join(peer))
     }
 

@@ -1,0 +1,98 @@
+//! The origin seeder: one native swarm peer per channel inside `shoal serve`.
+//!
+//! It connects to the server's own signaling over loopback with the seeder token (so the
+//! channel's tracker registers it as the seeder and hands it to joining viewers), holds every
+//! chunk the channel publishes, and serves its neighbours within an upload cap. What it
+//! uploads is the origin's cost, counted in the channel's `bytes_out_seeder`.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use swarm::Config;
+use tokio::sync::watch;
+
+use super::{PeerOptions, PeerStats};
+use crate::media::Channel;
+
+/// Options of the origin seeder (`shoal serve` flags).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SeederOptions {
+    /// The origin seeder's upload cap per channel, in bits per second with an optional k, M
+    /// or G suffix (`2500k`). Default: 1.25 times the channel's measured bitrate.
+    #[arg(long, value_parser = super::parse_rate)]
+    pub seeder_upload_limit: Option<u64>,
+    /// Run no origin seeder (viewers then get chunks only from each other and over HTTP).
+    #[arg(long)]
+    pub no_seeder: bool,
+}
+
+/// The default cap in copies of the stream: a little over one, so the swarm carries the rest.
+const DEFAULT_COPIES: f64 = 1.25;
+
+/// Runs the seeder of `channel` for a server listening on `addr`, forever (reconnecting).
+pub async fn run(channel: Arc<Channel>, addr: SocketAddr, token: String, opts: SeederOptions) {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    loop {
+        // Without a configured cap, wait until the channel has a measured bitrate.
+        let bitrate = loop {
+            if let Some(bps) = channel.snapshot().bitrate_bps.filter(|b| *b > 0.0) {
+                break Some(bps / 8.0);
+            }
+            if opts.seeder_upload_limit.is_some() {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let cap = opts
+            .seeder_upload_limit
+            .or_else(|| bitrate.map(|b| (b * DEFAULT_COPIES) as u64));
+        let mut config = Config::origin(cap);
+        if let Some(b) = bitrate {
+            config.bitrate_hint = b;
+        }
+        let (stats_tx, stats_rx) = watch::channel(PeerStats::default());
+        let peer_opts = PeerOptions {
+            server: format!("http://{host}"),
+            channel: channel.name().to_owned(),
+            config,
+            udp_addrs: vec![format!("{}:0", host.ip())],
+            print_every: None,
+            stats: Some(stats_tx),
+            publish: Some(channel.subscribe()),
+            seeder_token: Some(token.clone()),
+            corrupt_pieces: false,
+            reconnect: false,
+        };
+        tracing::info!(channel = channel.name(), cap, "origin seeder starting");
+        let counter = count_upload(Arc::clone(&channel), stats_rx);
+        let _ = super::run(peer_opts, std::future::pending()).await;
+        counter.abort();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Adds the seeder's upload to the channel's `bytes_out_seeder` as its stats change.
+fn count_upload(
+    channel: Arc<Channel>,
+    mut stats: watch::Receiver<PeerStats>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut counted = 0u64;
+        while stats.changed().await.is_ok() {
+            let sent = stats.borrow_and_update().metrics.bytes_to_peers;
+            if sent > counted {
+                channel
+                    .counters
+                    .bytes_out_seeder
+                    .fetch_add(sent - counted, Ordering::Relaxed);
+                counted = sent;
+            }
+        }
+    })
+}
