@@ -36,6 +36,10 @@ pub struct PeerStats {
     pub latest: Option<u64>,
     /// Signaling sessions started (more than one after reconnects).
     pub sessions: u64,
+    /// Microseconds since this session's welcome (the swarm peer's clock).
+    pub now: u64,
+    /// The swarm peer's own one-line summary (push-tree position), for debugging.
+    pub summary: String,
 }
 
 /// How to run one native peer.

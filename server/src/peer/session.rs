@@ -481,6 +481,8 @@ impl Session<'_> {
             metrics: self.peer.metrics().clone(),
             latest: self.peer.latest(),
             sessions: self.sessions,
+            now: self.now(),
+            summary: self.peer.debug_summary(),
         }
     }
 
