@@ -28,7 +28,6 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use signaling::tracker::{PeerReport, Tracker, TrackerConfig};
 use swarm::chunk::ChunkHeader;
 use swarm::{Chunk, Config, Input, Output, Peer, PeerId, SigningKey, Time};
@@ -87,7 +86,7 @@ pub struct Report {
     pub joined: usize,
     /// Wall-clock seconds the run took.
     pub wall_s: f64,
-    /// SHA-256 over every delivered message and its time (the run's trace fingerprint).
+    /// Fingerprint of every delivered message, its time and endpoints (the run's trace).
     pub trace: String,
 }
 
@@ -152,6 +151,39 @@ enum Ev {
     Sample,
 }
 
+/// A fast 128-bit fingerprint of a byte stream (two multiply-rotate lanes over 8-byte
+/// words). Not cryptographic: it only has to show that two runs delivered the same bytes in
+/// the same order, without costing as much as the run (SHA-256 over every message did).
+#[derive(Debug, Default, Clone)]
+struct Fingerprint {
+    a: u64,
+    b: u64,
+    len: u64,
+}
+
+impl Fingerprint {
+    fn update(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let w = u64::from_le_bytes(w.try_into().expect("chunks_exact gives 8 bytes"));
+            self.a = (self.a.rotate_left(5) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            self.b = (self.b.rotate_left(7) ^ w).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        }
+        let mut tail = [0u8; 8];
+        let rest = words.remainder();
+        tail[..rest.len()].copy_from_slice(rest);
+        let w = u64::from_le_bytes(tail) ^ (rest.len() as u64) << 56;
+        self.a = (self.a.rotate_left(5) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.b = (self.b.rotate_left(7) ^ w).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        self.len += bytes.len() as u64;
+    }
+
+    fn finish(&self) -> String {
+        let a = self.a ^ self.len;
+        format!("{a:016x}{:016x}", self.b)
+    }
+}
+
 /// An event and when it happens; ordered by time, then by scheduling order (deterministic).
 #[derive(Debug)]
 struct Scheduled {
@@ -200,7 +232,7 @@ pub struct Sim {
     playback: Vec<f64>,
     corrupt_played: u64,
     viewer_seconds: f64,
-    trace: Sha256,
+    trace: Fingerprint,
     quiet: bool,
     trace_tree: bool,
     debug: bool,
@@ -241,7 +273,7 @@ impl Sim {
             playback: Vec::new(),
             corrupt_played: 0,
             viewer_seconds: 0.0,
-            trace: Sha256::new(),
+            trace: Fingerprint::default(),
             quiet: false,
             trace_tree: std::env::var_os("SIM_TRACE").is_some(),
             debug: std::env::var_os("SIM_DEBUG").is_some(),
@@ -629,9 +661,9 @@ impl Sim {
                 return;
             }
         }
-        self.trace.update(self.now.to_be_bytes());
-        self.trace.update((from as u64).to_be_bytes());
-        self.trace.update((to as u64).to_be_bytes());
+        self.trace.update(&self.now.to_be_bytes());
+        self.trace.update(&(from as u64).to_be_bytes());
+        self.trace.update(&(to as u64).to_be_bytes());
         self.trace.update(bytes);
         self.nodes[to].peer.handle(
             Input::Message {
@@ -974,7 +1006,7 @@ impl Sim {
             (v[i] * 1000.0).round() / 1000.0
         };
         let round = |x: f64| (x * 10_000.0).round() / 10_000.0;
-        let trace = self.trace.clone().finalize();
+        let trace = self.trace.finish();
         Report {
             scenario: self.sc.name.to_string(),
             peers: self.sc.peers,
@@ -999,7 +1031,7 @@ impl Sim {
             bans,
             joined,
             wall_s: (wall_s * 100.0).round() / 100.0,
-            trace: trace.iter().map(|b| format!("{b:02x}")).collect(),
+            trace,
         }
     }
 }
