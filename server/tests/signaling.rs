@@ -145,6 +145,7 @@ impl Client {
                 neighbours,
                 channel,
                 ice_servers,
+                ..
             } => {
                 assert_eq!(channel.public_key, "ab".repeat(32));
                 assert!(ice_servers.is_empty());
@@ -183,7 +184,7 @@ async fn join_hands_out_neighbours_and_counts_viewers() {
     a.expect_error(ErrorCode::AlreadyJoined).await;
     a.send(&ClientMessage::More { want: 4 }).await;
     match a.recv().await {
-        ServerMessage::Peers { neighbours } => assert!(!neighbours.contains(&ida)),
+        ServerMessage::Peers { neighbours, .. } => assert!(!neighbours.contains(&ida)),
         other => panic!("expected peers, got {other:?}"),
     }
     a.send(&ClientMessage::Report {

@@ -215,11 +215,17 @@ pub enum ServerMessage {
         channel: ChannelInfo,
         /// Peers to dial now.
         neighbours: Vec<PeerId>,
+        /// Which of `neighbours` are the channel's origin seeder (absent: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        seeders: Vec<PeerId>,
     },
     /// More peers to dial (reply to `more`).
     Peers {
         /// Peers to dial now.
         neighbours: Vec<PeerId>,
+        /// Which of `neighbours` are the channel's origin seeder (absent: none).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        seeders: Vec<PeerId>,
     },
     /// An SDP offer from `from`.
     Offer {
@@ -516,8 +522,16 @@ mod tests {
                     chunk_url: None,
                 },
                 neighbours: vec![1, 2],
+                seeders: vec![1],
             },
-            ServerMessage::Peers { neighbours: vec![] },
+            ServerMessage::Peers {
+                neighbours: vec![],
+                seeders: vec![],
+            },
+            ServerMessage::Peers {
+                neighbours: vec![3, 4],
+                seeders: vec![4],
+            },
             ServerMessage::Offer {
                 from: 1,
                 sdp: "x".into(),

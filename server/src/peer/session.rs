@@ -79,7 +79,7 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
         .await
         .map_err(|e| format!("join: {e}"))?;
     // Wait for the welcome; everything else before it is an error from the server.
-    let (me, ice_servers, key, neighbours) = loop {
+    let (me, ice_servers, key, neighbours, seeders) = loop {
         let msg = match ws.next().await {
             Some(Ok(m)) => m,
             Some(Err(e)) => return Err(format!("signaling: {e}")),
@@ -92,10 +92,11 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
                 ice_servers,
                 channel,
                 neighbours,
+                seeders,
             }) => {
                 let key = parse_public_key(&channel.public_key)
                     .ok_or_else(|| "welcome carries no valid public key".to_owned())?;
-                break (peer_id, ice_servers, key, neighbours);
+                break (peer_id, ice_servers, key, neighbours, seeders);
             }
             Ok(ServerMessage::Error { code, message }) => {
                 return Err(format!("join refused: {code}: {message}"))
@@ -127,7 +128,7 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
         peer,
         start,
         links: HashMap::new(),
-        seeders: HashSet::new(),
+        seeders: seeders.into_iter().collect(),
         next_conn: 0,
         settings,
         events: events_tx,
@@ -323,7 +324,11 @@ impl Session<'_> {
 
     fn on_server(&mut self, msg: ServerMessage) {
         match msg {
-            ServerMessage::Peers { neighbours } => {
+            ServerMessage::Peers {
+                neighbours,
+                seeders,
+            } => {
+                self.seeders.extend(seeders);
                 for n in neighbours {
                     self.dial(n);
                 }
@@ -482,7 +487,7 @@ impl Session<'_> {
             latest: self.peer.latest(),
             sessions: self.sessions,
             now: self.now(),
-            summary: self.peer.debug_summary(),
+            summary: format!("{} wake={:?}", self.peer.debug_summary(), self.wake),
         }
     }
 

@@ -451,13 +451,14 @@ impl Conn {
                 .await;
         };
         match self.hub.join(&channel, &self.mailbox).await {
-            Ok((room, neighbours)) => {
+            Ok((room, (neighbours, seeders))) => {
                 self.room = Some(room);
                 let welcome = ServerMessage::Welcome {
                     peer_id: self.peer(),
                     ice_servers: self.hub.ice_servers.clone(),
                     channel: info,
                     neighbours,
+                    seeders,
                 };
                 self.reply(ws, &welcome).await
             }

@@ -139,7 +139,7 @@ impl Hub {
         self: &Arc<Self>,
         name: &str,
         mailbox: &Arc<Mailbox>,
-    ) -> Result<(RoomHandle, Vec<PeerId>), ErrorCode> {
+    ) -> Result<(RoomHandle, room::Joined), ErrorCode> {
         // A room that empties retires itself; a join racing with that finds its command
         // dropped and tries again with a fresh room.
         for _ in 0..3 {
@@ -153,7 +153,7 @@ impl Hub {
                 continue;
             }
             if let Ok(result) = answer.await {
-                return result.map(|neighbours| (handle, neighbours));
+                return result.map(|joined| (handle, joined));
             }
         }
         Err(ErrorCode::ShuttingDown)

@@ -13,13 +13,16 @@ use super::hub::Hub;
 use super::mailbox::{Closing, Mailbox};
 use super::stats::SignalStats;
 
+/// A joined peer's first neighbours, and which of them are origin seeders.
+pub(crate) type Joined = (Vec<PeerId>, Vec<PeerId>);
+
 /// Extra queue room for the server's own notices, beyond what relays may fill.
 const CONTROL_HEADROOM: usize = 16;
 
 pub(crate) enum RoomCmd {
     Join {
         mailbox: Arc<Mailbox>,
-        reply: oneshot::Sender<Result<Vec<PeerId>, ErrorCode>>,
+        reply: oneshot::Sender<Result<Joined, ErrorCode>>,
     },
     Leave {
         peer: PeerId,
@@ -103,7 +106,11 @@ impl Room {
                     return;
                 }
                 let neighbours = self.tracker.more(peer, want);
-                let msg = encode_server(&ServerMessage::Peers { neighbours });
+                let seeders = self.seeders_among(&neighbours);
+                let msg = encode_server(&ServerMessage::Peers {
+                    neighbours,
+                    seeders,
+                });
                 self.notify(peer, msg);
             }
             RoomCmd::Report {
@@ -124,7 +131,15 @@ impl Room {
         self.members.len().saturating_sub(self.seeders)
     }
 
-    fn join(&mut self, mailbox: &Arc<Mailbox>) -> Result<Vec<PeerId>, ErrorCode> {
+    fn seeders_among(&self, peers: &[PeerId]) -> Vec<PeerId> {
+        peers
+            .iter()
+            .copied()
+            .filter(|p| self.members.get(p).is_some_and(|m| m.is_seeder()))
+            .collect()
+    }
+
+    fn join(&mut self, mailbox: &Arc<Mailbox>) -> Result<Joined, ErrorCode> {
         if self.members.len() >= self.hub.config.max_peers_per_channel {
             return Err(ErrorCode::ChannelFull);
         }
@@ -137,10 +152,12 @@ impl Room {
             self.seeders += 1;
             self.viewers.store(self.viewer_count(), Ordering::Relaxed);
             self.tracker.add_seeder(peer);
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         self.viewers.store(self.viewer_count(), Ordering::Relaxed);
-        Ok(self.tracker.join(peer))
+        let neighbours = self.tracker.join(peer);
+        let seeders = self.seeders_among(&neighbours);
+        Ok((neighbours, seeders))
     }
 
     /// Queues a server notice; a peer whose queue is full even with headroom is closed, since
