@@ -16,6 +16,8 @@ use super::{fetch, PeerOptions, PeerStats};
 
 /// Stats are refreshed (and published) this often even when nothing prints them.
 const STATS_TICK: Duration = Duration::from_secs(1);
+/// The print interval when nothing prints (a year: far enough, and safe to add to now).
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The channel's public key from its lowercase or uppercase hex form.
 pub fn parse_public_key(hex: &str) -> Option<VerifyingKey> {
@@ -144,7 +146,7 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
     s.drain();
     flush(&mut ws, &mut s.outbox).await?;
     let mut stats_tick = tokio::time::interval(STATS_TICK);
-    let mut print_tick = tokio::time::interval(s.opts.print_every.unwrap_or(Duration::MAX / 4));
+    let mut print_tick = tokio::time::interval(s.opts.print_every.unwrap_or(NEVER));
     print_tick.tick().await;
     let result = loop {
         let wake_at = s

@@ -33,6 +33,31 @@ struct Args {
     /// Milliseconds between peer joins.
     #[arg(long, default_value_t = 100)]
     join_every_ms: u64,
+    /// Peers killed (their task aborted, so their connections close at once) and replaced
+    /// by new ones, spread evenly over the run.
+    #[arg(long, default_value_t = 0)]
+    churn: usize,
+}
+
+type Running = (
+    watch::Receiver<PeerStats>,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+);
+
+fn start_peer(addr: std::net::SocketAddr, upload_limit: Option<u64>) -> Running {
+    let (tx, rx) = watch::channel(PeerStats::default());
+    let mut opts = PeerOptions::relay(&format!("http://{addr}"), "demo", upload_limit);
+    opts.config = Config {
+        upload_limit,
+        ..Config::default()
+    };
+    opts.stats = Some(tx);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(shoal::peer::run(opts, async move {
+        let _ = stopped.await;
+    }));
+    (rx, stop, task)
 }
 
 fn main() {
@@ -97,23 +122,33 @@ async fn run(args: &Args) -> serde_json::Value {
     let cpu_start = cpu_seconds();
     let mut peers = Vec::new();
     for _ in 0..args.peers {
-        let (tx, rx) = watch::channel(PeerStats::default());
-        let mut opts = PeerOptions::relay(&format!("http://{addr}"), "demo", args.upload_limit);
-        opts.config = Config {
-            upload_limit: args.upload_limit,
-            ..Config::default()
-        };
-        opts.stats = Some(tx);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(shoal::peer::run(opts, async move {
-            let _ = stopped.await;
-        }));
-        peers.push((rx, stop, task));
+        peers.push(start_peer(addr, args.upload_limit));
         tokio::time::sleep(Duration::from_millis(args.join_every_ms)).await;
     }
     let started = Instant::now();
+    // Peers that were killed: their last stats still count.
+    let mut departed: Vec<PeerStats> = Vec::new();
+    let churn_every = Duration::from_secs(args.seconds) / (args.churn as u32 + 1);
+    let mut killed = 0usize;
+    let mut last_print = Instant::now();
     while started.elapsed() < Duration::from_secs(args.seconds) {
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if killed < args.churn && started.elapsed() >= churn_every * (killed as u32 + 1) {
+            let i = (killed * 7 + 3) % peers.len();
+            let (rx, _stop, task) =
+                std::mem::replace(&mut peers[i], start_peer(addr, args.upload_limit));
+            task.abort();
+            departed.push(rx.borrow().clone());
+            killed += 1;
+            eprintln!(
+                "swarm-live: killed peer {}, a new one joins",
+                departed.last().map_or(0, |s| s.peer_id)
+            );
+        }
+        if last_print.elapsed() < Duration::from_secs(5) {
+            continue;
+        }
+        last_print = Instant::now();
         let stats: Vec<PeerStats> = peers.iter().map(|p| p.0.borrow().clone()).collect();
         let edge = channel.snapshot().latest_seq.unwrap_or(0);
         let at_edge = stats
@@ -128,7 +163,7 @@ async fn run(args: &Args) -> serde_json::Value {
     }
     let run_s = wall.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
-    let stats: Vec<PeerStats> = peers.iter().map(|p| p.0.borrow().clone()).collect();
+    let live: Vec<PeerStats> = peers.iter().map(|p| p.0.borrow().clone()).collect();
     let c = &channel.counters;
     let seeder = c.bytes_out_seeder.load(Ordering::Relaxed);
     let http = c.bytes_out_http.load(Ordering::Relaxed);
@@ -140,6 +175,14 @@ async fn run(args: &Args) -> serde_json::Value {
     let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
     let _ = std::fs::remove_dir_all(&data_dir);
 
+    let at_edge = live
+        .iter()
+        .filter(|s| {
+            s.latest
+                .is_some_and(|l| l + 2 >= channel.snapshot().latest_seq.unwrap_or(0))
+        })
+        .count();
+    let stats: Vec<PeerStats> = live.into_iter().chain(departed).collect();
     let received: u64 = stats.iter().map(|s| s.metrics.bytes_in()).sum();
     let duplicate: u64 = stats.iter().map(|s| s.metrics.duplicate_bytes).sum();
     let due: u64 = stats.iter().map(|s| s.metrics.chunks_due).sum();
@@ -175,10 +218,8 @@ async fn run(args: &Args) -> serde_json::Value {
         "origin_mbit_s": origin as f64 * 8.0 / 1e6 / run_s,
         "http_share": if origin > 0 { http as f64 / origin as f64 } else { 0.0 },
         "stream_mbit_s": channel.snapshot().bitrate_bps.unwrap_or(0.0) / 1e6,
-        "peers_at_edge": stats
-            .iter()
-            .filter(|s| s.latest.is_some_and(|l| l + 2 >= channel.snapshot().latest_seq.unwrap_or(0)))
-            .count(),
+        "peers_at_edge": at_edge,
+        "churn": args.churn,
         "cpu_cores": cpu / measured_s,
         "wall_s": wall.elapsed().as_secs_f64(),
     })
