@@ -183,7 +183,7 @@ async fn native_peers_reach_the_live_edge_and_relay_to_each_other() {
 async fn a_peer_sending_corrupt_pieces_is_banned_and_the_others_keep_playing() {
     let server = start_server_with(shoal::peer::seeder::SeederOptions {
         seeder_upload_limit: Some(250_000),
-        no_seeder: false,
+        ..Default::default()
     })
     .await;
     let channel = server.app.media.channel("demo").expect("demo channel");

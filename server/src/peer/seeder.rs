@@ -26,6 +26,10 @@ pub struct SeederOptions {
     /// Run no origin seeder (viewers then get chunks only from each other and over HTTP).
     #[arg(long)]
     pub no_seeder: bool,
+    /// Local UDP address for the seeder's WebRTC (repeatable), e.g. `203.0.113.5:0`.
+    /// Default: the listen address's IP (loopback when it listens on a wildcard).
+    #[arg(long = "seeder-udp-addr", value_name = "ADDR")]
+    pub seeder_udp_addrs: Vec<String>,
 }
 
 /// The default cap in copies of the stream: a little over one, so the swarm carries the rest.
@@ -61,7 +65,11 @@ pub async fn run(channel: Arc<Channel>, addr: SocketAddr, token: String, opts: S
             server: format!("http://{host}"),
             channel: channel.name().to_owned(),
             config,
-            udp_addrs: vec![format!("{}:0", host.ip())],
+            udp_addrs: if opts.seeder_udp_addrs.is_empty() {
+                vec![format!("{}:0", host.ip())]
+            } else {
+                opts.seeder_udp_addrs.clone()
+            },
             print_every: None,
             stats: Some(stats_tx),
             publish: Some(channel.subscribe()),
