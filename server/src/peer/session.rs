@@ -121,9 +121,18 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
             .collect(),
         udp_addrs: opts.udp_addrs.clone(),
     };
-    let peer = Peer::new(opts.config.clone(), key, 0, rand_seed(me));
+    let mut config = opts.config.clone();
+    if !config.origin {
+        // The swarm sizes its push trees by the bitrate: start from the channel's figure
+        // rather than the built-in guess (which is far off for small streams).
+        if let Some(bps) = channel_bitrate(&opts.server, &opts.channel).await {
+            config.bitrate_hint = bps / 8.0;
+        }
+    }
+    tracing::info!(peer = me, channel = %opts.channel, bitrate_hint = config.bitrate_hint, "joined");
+    let peer = Peer::new(config, key, 0, rand_seed(me));
     let mut publish = opts.publish.take();
-    tracing::info!(peer = me, channel = %opts.channel, "joined");
+
     let mut s = Session {
         opts,
         me,
@@ -265,6 +274,16 @@ fn http_base(server: &str) -> String {
     } else {
         base.to_owned()
     }
+}
+
+/// The channel's measured bitrate (bits per second) from `GET /api/channels/{name}`.
+async fn channel_bitrate(server: &str, channel: &str) -> Option<f64> {
+    let url = format!("{}/api/channels/{channel}", http_base(server));
+    let body = fetch::get(&url).await?;
+    let info: serde_json::Value = serde_json::from_slice(&body).ok()?;
+    info.get("bitrate_bps")?
+        .as_f64()
+        .filter(|b| b.is_finite() && *b > 0.0)
 }
 
 fn rand_seed(me: PeerId) -> u64 {

@@ -45,11 +45,13 @@ type Running = (
     tokio::task::JoinHandle<std::io::Result<()>>,
 );
 
-fn start_peer(addr: std::net::SocketAddr, upload_limit: Option<u64>) -> Running {
+fn start_peer(addr: std::net::SocketAddr, upload_limit: Option<u64>, bitrate: f64) -> Running {
     let (tx, rx) = watch::channel(PeerStats::default());
     let mut opts = PeerOptions::relay(&format!("http://{addr}"), "demo", upload_limit);
+    // The peer also reads the channel's bitrate from the API when it joins.
     opts.config = Config {
         upload_limit,
+        bitrate_hint: bitrate,
         ..Config::default()
     };
     opts.stats = Some(tx);
@@ -119,10 +121,15 @@ async fn run(args: &Args) -> serde_json::Value {
     }
     eprintln!("swarm-live: server on {addr}, {} peers joining", args.peers);
 
+    // The stream's bitrate in bytes per second, once measured (the channel API's figure).
+    while channel.snapshot().bitrate_bps.is_none() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let bitrate = channel.snapshot().bitrate_bps.unwrap_or(2e6) / 8.0;
     let cpu_start = cpu_seconds();
     let mut peers = Vec::new();
     for _ in 0..args.peers {
-        peers.push(start_peer(addr, args.upload_limit));
+        peers.push(start_peer(addr, args.upload_limit, bitrate));
         tokio::time::sleep(Duration::from_millis(args.join_every_ms)).await;
     }
     let started = Instant::now();
@@ -136,7 +143,7 @@ async fn run(args: &Args) -> serde_json::Value {
         if killed < args.churn && started.elapsed() >= churn_every * (killed as u32 + 1) {
             let i = (killed * 7 + 3) % peers.len();
             let (rx, _stop, task) =
-                std::mem::replace(&mut peers[i], start_peer(addr, args.upload_limit));
+                std::mem::replace(&mut peers[i], start_peer(addr, args.upload_limit, bitrate));
             task.abort();
             departed.push(rx.borrow().clone());
             killed += 1;
