@@ -182,6 +182,8 @@ const BUSY_BACKOFF: Time = 1_000_000;
 const RELAX_AFTER: Time = 1_500_000;
 /// Deeper than this in any push tree, a peer asks for more neighbours to find a better parent.
 const GOOD_DEPTH: u8 = 4;
+/// How far past the newest verified header a peer follows its neighbours' announcements.
+const ANNOUNCED_AHEAD: u64 = 8;
 /// Pieces pushed to a child are dropped from the queue after this long.
 const PUSH_STALE: Time = 3_000_000;
 
@@ -1209,6 +1211,28 @@ impl Peer {
         let mut order: Vec<usize> = (0..k).filter(|s| wanted & (1 << s) != 0).collect();
         order.sort_by_key(|&s| (load[s], s));
         let mut added = 0u16;
+        if spare == 0 && held == 0 {
+            // Full, and this neighbour roots nothing: take one of the substreams it asks for
+            // from a child that roots several (one root per child while others wait).
+            let donor = self
+                .neighbours
+                .iter()
+                .filter(|(id, c)| {
+                    **id != from && c.serving.count_ones() >= 2 && c.serving & wanted != 0
+                })
+                .max_by_key(|(id, c)| (c.serving.count_ones(), std::cmp::Reverse(**id)))
+                .map(|(id, c)| (*id, c.serving & wanted));
+            if let Some((id, shared)) = donor {
+                let d = shared.trailing_zeros() as usize;
+                if let Some(c) = self.neighbours.get_mut(&id) {
+                    c.serving &= !(1 << d);
+                }
+                self.served -= 1;
+                load[d] -= 1;
+                spare += 1;
+                self.send(id, &Message::Unsubscribe { mask: 1 << d });
+            }
+        }
         for s in order {
             if load[s] == 0 {
                 if spare == 0 {
@@ -1695,6 +1719,16 @@ impl Peer {
             self.find_start(now);
             return;
         };
+        // Chunks neighbours announce may be newer than any header we have seen (a peer with
+        // no parent left learns of new chunks only so): look a few chunks past our own news,
+        // never far, so a liar's announcements cannot send us chasing the future.
+        let announced = self
+            .neighbours
+            .values()
+            .filter_map(|n| n.have.last().copied())
+            .max()
+            .unwrap_or(latest);
+        let latest = latest.max(announced.min(latest + ANNOUNCED_AHEAD));
         let from = self.playout.map_or(start, |p| p.head.max(start));
         // (urgency key, seq): urgent chunks by deadline, the rest rarest first.
         let mut order: Vec<(i64, u64)> = Vec::new();
