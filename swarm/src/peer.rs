@@ -1778,16 +1778,7 @@ impl Peer {
         let Some(slot) = self.store.get_mut(seq) else {
             // Known to exist (≤ latest) but nothing seen yet: ask a holder for the header.
             if let Some(h) = self.best_holder(seq, None) {
-                let slot = self.store.entry(seq, now);
-                slot.header_requested = Some((h, now + REQUEST_TIMEOUT));
-                self.send(
-                    h,
-                    &Message::Request {
-                        seq,
-                        header: true,
-                        pieces: Vec::new(),
-                    },
-                );
+                self.request_header(seq, h, now);
             } else {
                 self.maybe_http(seq, left, true, now);
             }
@@ -1808,16 +1799,7 @@ impl Peer {
             slot.header_requested = None;
             if age >= push_grace || left < 2_000_000 {
                 if let Some(h) = self.best_holder(seq, None) {
-                    let slot = self.store.entry(seq, now);
-                    slot.header_requested = Some((h, now + REQUEST_TIMEOUT));
-                    self.send(
-                        h,
-                        &Message::Request {
-                            seq,
-                            header: true,
-                            pieces: Vec::new(),
-                        },
-                    );
+                    self.request_header(seq, h, now);
                     return;
                 }
             }
@@ -1945,17 +1927,22 @@ impl Peer {
             return;
         }
         if let Some(h) = self.best_holder(seq, None) {
-            let slot = self.store.entry(seq, now);
-            slot.header_requested = Some((h, now + REQUEST_TIMEOUT));
-            self.send(
-                h,
-                &Message::Request {
-                    seq,
-                    header: true,
-                    pieces: Vec::new(),
-                },
-            );
+            self.request_header(seq, h, now);
         }
+    }
+
+    /// Asks `from` for chunk `seq`'s header and remembers when to give up on it.
+    fn request_header(&mut self, seq: u64, from: PeerId, now: Time) {
+        let slot = self.store.entry(seq, now);
+        slot.header_requested = Some((from, now + REQUEST_TIMEOUT));
+        self.send(
+            from,
+            &Message::Request {
+                seq,
+                header: true,
+                pieces: Vec::new(),
+            },
+        );
     }
 
     // ----- playback -----
