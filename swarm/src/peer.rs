@@ -957,18 +957,11 @@ impl Peer {
         }
         let slot = self.store.entry(seq, now);
         let Some(header) = slot.header.as_ref() else {
+            // Hold the piece until its header comes; the sender verified it, so it has it.
             if slot.stash.len() < MAX_STASHED {
                 slot.stash.push((index, data.to_vec(), from));
                 if slot.header_requested.is_none() {
-                    slot.header_requested = Some((from, now + REQUEST_TIMEOUT));
-                    self.send(
-                        from,
-                        &Message::Request {
-                            seq,
-                            header: true,
-                            pieces: Vec::new(),
-                        },
-                    );
+                    self.request_header(seq, from, now);
                 }
             }
             return;
