@@ -1217,13 +1217,9 @@ impl Peer {
                 .map(|(id, c)| (*id, c.serving & wanted));
             if let Some((id, shared)) = donor {
                 let d = shared.trailing_zeros() as usize;
-                if let Some(c) = self.neighbours.get_mut(&id) {
-                    c.serving &= !(1 << d);
-                }
-                self.served -= 1;
+                self.stop_serving(id, d);
                 load[d] -= 1;
                 spare += 1;
-                self.send(id, &Message::Unsubscribe { mask: 1 << d });
             }
         }
         for s in order {
@@ -1237,13 +1233,9 @@ impl Peer {
                             .map(|d| (*id, d))
                     });
                     if let Some((id, d)) = victim {
-                        if let Some(c) = self.neighbours.get_mut(&id) {
-                            c.serving &= !(1 << d);
-                        }
-                        self.served -= 1;
+                        self.stop_serving(id, d);
                         load[d] -= 1;
                         spare += 1;
-                        self.send(id, &Message::Unsubscribe { mask: 1 << d });
                     }
                 }
             } else if held > 0 {
@@ -1286,15 +1278,20 @@ impl Peer {
         let victim = self.neighbours.iter().find_map(|(id, c)| {
             (0..k)
                 .find(|&s| c.serving & (1 << s) != 0 && load[s] >= 2)
-                .map(|s| (*id, 1u16 << s))
+                .map(|s| (*id, s))
         });
-        if let Some((id, bit)) = victim {
-            if let Some(c) = self.neighbours.get_mut(&id) {
-                c.serving &= !bit;
-            }
-            self.served -= 1;
-            self.send(id, &Message::Unsubscribe { mask: bit });
+        if let Some((id, s)) = victim {
+            self.stop_serving(id, s);
         }
+    }
+
+    /// Stops pushing substream `s` to child `id` and tells it so.
+    fn stop_serving(&mut self, id: PeerId, s: usize) {
+        if let Some(c) = self.neighbours.get_mut(&id) {
+            c.serving &= !(1 << s);
+        }
+        self.served -= 1;
+        self.send(id, &Message::Unsubscribe { mask: 1 << s });
     }
 
     fn on_accept(&mut self, from: PeerId, mask: u16, now: Time) {

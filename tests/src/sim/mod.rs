@@ -151,6 +151,15 @@ enum Ev {
     Sample,
 }
 
+/// Puts a message of `n` bytes (plus packet overhead) through a serialising queue that is
+/// free from `*free` on and runs at `rate` bytes per second; returns when it has passed.
+fn serialise(free: &mut Time, now: Time, rate: f64, n: usize) -> Time {
+    let wire = n + n.div_ceil(PACKET_PAYLOAD).max(1) * PACKET_OVERHEAD;
+    let done = (*free).max(now) + (wire as f64 / rate * SEC) as Time;
+    *free = done;
+    done
+}
+
 /// A fast 128-bit fingerprint of a byte stream (two multiply-rotate lanes over 8-byte
 /// words). Not cryptographic: it only has to show that two runs delivered the same bytes in
 /// the same order, without costing as much as the run (SHA-256 over every message did).
@@ -557,11 +566,8 @@ impl Sim {
             }
         }
         let n = bytes.len();
-        let wire = n + n.div_ceil(PACKET_PAYLOAD).max(1) * PACKET_OVERHEAD;
         let node = &mut self.nodes[from];
-        let start = node.up_free.max(self.now);
-        let done = start + (wire as f64 / node.up * SEC) as Time;
-        node.up_free = done;
+        let done = serialise(&mut node.up_free, self.now, node.up, n);
         if from == ORIGIN {
             self.origin_sent += n as u64;
         }
@@ -614,13 +620,9 @@ impl Sim {
         if !self.nodes[to].alive || !self.links.contains(&pair) {
             return;
         }
-        let n = bytes.len();
-        let wire = n + n.div_ceil(PACKET_PAYLOAD).max(1) * PACKET_OVERHEAD;
         // Download queue: the message is usable once it has fully arrived.
         let node = &mut self.nodes[to];
-        let start = node.down_free.max(self.now);
-        let done = start + (wire as f64 / node.down * SEC) as Time;
-        node.down_free = done;
+        let done = serialise(&mut node.down_free, self.now, node.down, bytes.len());
         if done > self.now {
             // Re-deliver when the download queue has passed it (download is not instant).
             self.push(done, Ev::Arrive { from, to, bytes });
