@@ -1,11 +1,13 @@
 //! The origin's HTTP side: push ingest, the channel API, the init segment and chunk
-//! fallback, and Prometheus metrics.
+//! fallback, Prometheus metrics, and the viewers' pages and scripts.
 //!
 //! [`router`] returns these routes with the registry as state; the server merges them with
 //! signaling's.
 
 pub mod api;
+pub mod client;
 pub mod metrics;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -16,7 +18,8 @@ use axum::Router;
 
 use crate::media::{ingest, Media};
 
-/// The media routes: `/ingest/{channel}`, `/api/channels...` and `/metrics`.
+/// The media routes (`/ingest/{channel}`, `/api/channels...`, `/metrics`) and the web
+/// pages and scripts ([`web`]).
 pub fn router(media: Arc<Media>) -> Router {
     let api = Router::new()
         .route("/api/channels", get(api::list))
@@ -32,6 +35,8 @@ pub fn router(media: Arc<Media>) -> Router {
         )
         .route("/metrics", get(metrics::metrics))
         .merge(api)
+        .merge(web::router())
+        .merge(client::routes())
         .with_state(media)
 }
 
