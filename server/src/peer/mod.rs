@@ -38,6 +38,14 @@ pub struct PeerStats {
     pub sessions: u64,
     /// Microseconds since this session's welcome (the swarm peer's clock).
     pub now: u64,
+    /// When each of the most recent chunks became complete and verified here (benchmarks
+    /// compare it with when the origin published the chunk: the true delivery delay).
+    pub completed: Vec<(u64, std::time::Instant)>,
+    /// Chunks handed to the player (viewers only).
+    pub chunks_played: u64,
+    /// Of those, chunks that do not verify against the channel's key when checked again
+    /// independently of the swarm (must stay 0: the swarm verifies before it plays).
+    pub corrupt_chunks_played: u64,
     /// The swarm peer's own one-line summary (push-tree position), for debugging.
     pub summary: String,
 }

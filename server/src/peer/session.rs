@@ -16,6 +16,8 @@ use super::{fetch, PeerOptions, PeerStats};
 
 /// Stats are refreshed (and published) this often even when nothing prints them.
 const STATS_TICK: Duration = Duration::from_secs(1);
+/// Completion times kept for the stats (a few minutes of 0.5 s chunks).
+const COMPLETIONS_KEPT: usize = 480;
 /// The print interval when nothing prints (a year: far enough, and safe to add to now).
 const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -66,6 +68,10 @@ struct Session<'a> {
     wake: Option<Time>,
     sessions: u64,
     last: Last,
+    key: VerifyingKey,
+    played: u64,
+    corrupt_played: u64,
+    completed: Vec<(u64, Instant)>,
 }
 
 /// Connects, joins and runs until the socket closes.
@@ -148,6 +154,10 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
         wake: None,
         sessions,
         last: Last::default(),
+        key,
+        played: 0,
+        corrupt_played: 0,
+        completed: Vec::new(),
     };
     for n in neighbours {
         s.dial(n);
@@ -475,7 +485,19 @@ impl Session<'_> {
                         let _ = tx.send((seq, body));
                     });
                 }
-                Output::Play(_) => {}
+                Output::Play(chunk) => {
+                    // What a player would decode: check it once more, outside the swarm.
+                    self.played += 1;
+                    let ok = chunk.header.verify(&self.key).is_ok()
+                        && chunk.header.verify_bytes(&chunk.bytes).is_ok();
+                    if !ok {
+                        self.corrupt_played += 1;
+                        tracing::error!(
+                            seq = chunk.header.seq,
+                            "played a chunk that does not verify"
+                        );
+                    }
+                }
                 Output::Drop { peer, reason } => {
                     tracing::debug!(peer, ?reason, "dropping neighbour");
                     self.links.remove(&peer);
@@ -494,6 +516,12 @@ impl Session<'_> {
                     latest_seq: latest,
                     depth: Some(depth),
                 }),
+                Output::Event(swarm::Event::ChunkComplete { seq, .. }) => {
+                    if self.completed.len() >= COMPLETIONS_KEPT {
+                        self.completed.remove(0);
+                    }
+                    self.completed.push((seq, Instant::now()));
+                }
                 Output::Event(_) => {}
                 Output::Wake(at) => self.wake = Some(at),
             }
@@ -507,6 +535,9 @@ impl Session<'_> {
             metrics: self.peer.metrics().clone(),
             latest: self.peer.latest(),
             sessions: self.sessions,
+            completed: self.completed.clone(),
+            chunks_played: self.played,
+            corrupt_chunks_played: self.corrupt_played,
             now: self.now(),
             summary: format!("{} wake={:?}", self.peer.debug_summary(), self.wake),
         }

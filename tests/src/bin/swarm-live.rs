@@ -37,6 +37,10 @@ struct Args {
     /// by new ones, spread evenly over the run.
     #[arg(long, default_value_t = 0)]
     churn: usize,
+    /// Extra peers that corrupt every piece they send (liars: the honest viewers must ban
+    /// them and never play what they sent). Not counted in `--peers` or the figures.
+    #[arg(long, default_value_t = 0)]
+    corrupt: usize,
 }
 
 type Running = (
@@ -45,7 +49,12 @@ type Running = (
     tokio::task::JoinHandle<std::io::Result<()>>,
 );
 
-fn start_peer(addr: std::net::SocketAddr, upload_limit: Option<u64>, bitrate: f64) -> Running {
+fn start_peer(
+    addr: std::net::SocketAddr,
+    upload_limit: Option<u64>,
+    bitrate: f64,
+    corrupt: bool,
+) -> Running {
     let (tx, rx) = watch::channel(PeerStats::default());
     let mut opts = PeerOptions::relay(&format!("http://{addr}"), "demo", upload_limit);
     // The peer also reads the channel's bitrate from the API when it joins.
@@ -55,6 +64,7 @@ fn start_peer(addr: std::net::SocketAddr, upload_limit: Option<u64>, bitrate: f6
         ..Config::default()
     };
     opts.stats = Some(tx);
+    opts.corrupt_pieces = corrupt;
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(shoal::peer::run(opts, async move {
         let _ = stopped.await;
@@ -126,11 +136,37 @@ async fn run(args: &Args) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let bitrate = channel.snapshot().bitrate_bps.unwrap_or(2e6) / 8.0;
+    // When the origin published each chunk: the true delivery delay of a chunk at a peer is
+    // its completion there minus this (server and peers share this process's clock).
+    let published = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        u64,
+        Instant,
+    >::new()));
+    let mut feed = channel.subscribe();
+    let log = published.clone();
+    tokio::spawn(async move {
+        loop {
+            match feed.recv().await {
+                Ok(c) => {
+                    if let Ok(mut m) = log.lock() {
+                        m.insert(c.header.seq, Instant::now());
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            }
+        }
+    });
     let cpu_start = cpu_seconds();
     let mut peers = Vec::new();
-    for _ in 0..args.peers {
-        peers.push(start_peer(addr, args.upload_limit, bitrate));
+    let mut liars = Vec::new();
+    for i in 0..args.peers {
+        peers.push(start_peer(addr, args.upload_limit, bitrate, false));
         tokio::time::sleep(Duration::from_millis(args.join_every_ms)).await;
+        // Liars join among the first viewers, where they can do the most harm.
+        if i < args.corrupt {
+            liars.push(start_peer(addr, None, bitrate, true));
+        }
     }
     let started = Instant::now();
     // Peers that were killed: their last stats still count.
@@ -142,8 +178,10 @@ async fn run(args: &Args) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(250)).await;
         if killed < args.churn && started.elapsed() >= churn_every * (killed as u32 + 1) {
             let i = (killed * 7 + 3) % peers.len();
-            let (rx, _stop, task) =
-                std::mem::replace(&mut peers[i], start_peer(addr, args.upload_limit, bitrate));
+            let (rx, _stop, task) = std::mem::replace(
+                &mut peers[i],
+                start_peer(addr, args.upload_limit, bitrate, false),
+            );
             task.abort();
             departed.push(rx.borrow().clone());
             killed += 1;
@@ -174,7 +212,7 @@ async fn run(args: &Args) -> serde_json::Value {
     let c = &channel.counters;
     let seeder = c.bytes_out_seeder.load(Ordering::Relaxed);
     let http = c.bytes_out_http.load(Ordering::Relaxed);
-    for (_, stop, task) in peers {
+    for (_, stop, task) in peers.into_iter().chain(liars) {
         let _ = stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
     }
@@ -194,10 +232,22 @@ async fn run(args: &Args) -> serde_json::Value {
     let duplicate: u64 = stats.iter().map(|s| s.metrics.duplicate_bytes).sum();
     let due: u64 = stats.iter().map(|s| s.metrics.chunks_due).sum();
     let on_time: u64 = stats.iter().map(|s| s.metrics.chunks_on_time).sum();
-    let mut delivery: Vec<f64> = stats
+    // Each peer's own estimate (relative to the fastest arrival it saw), as the browser shows.
+    let mut estimated: Vec<f64> = stats
         .iter()
         .flat_map(|s| s.metrics.recent_delivery.iter().map(|&d| d as f64 / 1e6))
         .collect();
+    let mut delivery: Vec<f64> = {
+        let published = published.lock().map(|m| m.clone()).unwrap_or_default();
+        stats
+            .iter()
+            .flat_map(|s| s.completed.iter())
+            .filter_map(|(seq, at)| {
+                let p = published.get(seq)?;
+                Some(at.saturating_duration_since(*p).as_secs_f64())
+            })
+            .collect()
+    };
     let mut startup: Vec<f64> = stats
         .iter()
         .filter_map(|s| s.metrics.startup.map(|d| d as f64 / 1e6))
@@ -214,6 +264,7 @@ async fn run(args: &Args) -> serde_json::Value {
         "delivery_p50_s": percentile(&mut delivery, 50.0),
         "delivery_p95_s": percentile(&mut delivery, 95.0),
         "delivery_p99_s": percentile(&mut delivery, 99.0),
+        "delivery_p95_estimated_s": percentile(&mut estimated, 95.0),
         "continuity": if due > 0 { on_time as f64 / due as f64 } else { 1.0 },
         "startup_p95_s": percentile(&mut startup, 95.0),
         "duplicate_ratio": if received + duplicate > 0 {
@@ -222,6 +273,10 @@ async fn run(args: &Args) -> serde_json::Value {
             0.0
         },
         "chunks_rejected": stats.iter().map(|s| s.metrics.chunks_rejected).sum::<u64>(),
+        "chunks_played": stats.iter().map(|s| s.chunks_played).sum::<u64>(),
+        "corrupt_chunks_played": stats.iter().map(|s| s.corrupt_chunks_played).sum::<u64>(),
+        "bans": stats.iter().map(|s| s.metrics.peers_banned).sum::<u64>(),
+        "liars": args.corrupt,
         "origin_mbit_s": origin as f64 * 8.0 / 1e6 / run_s,
         "http_share": if origin > 0 { http as f64 / origin as f64 } else { 0.0 },
         "stream_mbit_s": channel.snapshot().bitrate_bps.unwrap_or(0.0) / 1e6,

@@ -377,6 +377,7 @@ impl Sim {
         let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         let mut cfg = Config {
             bitrate_hint: self.bytes_per_s(1.0),
+            upload_limit: self.sc.upload_cap.map(|m| self.bytes_per_s(m) as u64),
             ..Config::default()
         };
         if let Some(k) = env("SIM_SUBSTREAMS") {

@@ -40,6 +40,10 @@ pub struct Scenario {
     pub origin_bps: f64,
     /// Connection set-up delay after the tracker pairs two peers, seconds.
     pub connect_s: f64,
+    /// An upload cap every viewer configures in its swarm settings (like `shoal peer
+    /// --upload-limit`), multiples of the bitrate; unlike `uploads` (the link's own
+    /// capacity), a capped peer on a fast link still sends each piece at link speed.
+    pub upload_cap: Option<f64>,
 }
 
 impl Scenario {
@@ -58,6 +62,7 @@ impl Scenario {
             chunk_s: 0.5,
             origin_bps: 40_000_000.0,
             connect_s: 0.3,
+            upload_cap: None,
         }
     }
 
@@ -88,6 +93,29 @@ impl Scenario {
                 join_window_s: 10.0,
                 ..Self::base("flash", 500, 60.0)
             },
+            // The shape `swarm-live` runs on loopback (20 native peers, the demo stream of
+            // ~0.21 Mbit/s, joins 100 ms apart, the seeder at 1.25× the stream), to compare
+            // the simulator with the real swarm. Loopback data channels carry 10–17 MB/s
+            // (ENVIRONMENT.md): about 400× this stream, up and down.
+            "live20" => Scenario {
+                uploads: Uploads::Fixed(400.0),
+                download: 400.0,
+                join_window_s: 2.0,
+                latency_ms: (0.05, 0.3),
+                bitrate: 212_000.0,
+                ..Self::base("live20", 20, 60.0)
+            },
+            // The same with every viewer's upload capped at 400 kbit/s, 1.89× the stream
+            // (`swarm-live --upload-limit 400k`).
+            "live20-capped" => Scenario {
+                uploads: Uploads::Fixed(400.0),
+                upload_cap: Some(400_000.0 / 212_000.0),
+                download: 400.0,
+                join_window_s: 2.0,
+                latency_ms: (0.05, 0.3),
+                bitrate: 212_000.0,
+                ..Self::base("live20-capped", 20, 60.0)
+            },
             // Small and quick, for tests.
             "smoke" => Scenario {
                 uploads: Uploads::Fixed(2.0),
@@ -102,6 +130,14 @@ impl Scenario {
     }
 
     /// Every scenario name.
-    pub const NAMES: &'static [&'static str] =
-        &["ten", "hundred", "thousand", "hostile", "flash", "smoke"];
+    pub const NAMES: &'static [&'static str] = &[
+        "ten",
+        "hundred",
+        "thousand",
+        "hostile",
+        "flash",
+        "live20",
+        "live20-capped",
+        "smoke",
+    ];
 }
