@@ -5,7 +5,6 @@
 //! hides.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use shoal::media::demo::CLIP;
@@ -14,51 +13,23 @@ use shoal::media::MediaOptions;
 use swarm::{Chunk, VerifyingKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+
+mod common;
+use common::Server;
 
 const KEY: &str = "s3cret";
 
-struct Server {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    data_dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
-
 async fn start(demo: bool) -> Server {
-    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let data_dir =
-        std::env::temp_dir().join(format!("shoal-ingest-test-{}-{n}", std::process::id()));
     let config = shoal::ServeConfig {
         media: MediaOptions {
             channels: vec![format!("live:{KEY}")],
-            data_dir: Some(data_dir.clone()),
+            data_dir: Some(common::data_dir("ingest")),
             no_demo: !demo,
             config: None,
         },
         ..Default::default()
     };
-    let app = shoal::App::new(&config).expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(shoal::serve(listener, app, async move {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        stop: Some(stop),
-        data_dir,
-    }
+    common::serve(config).await
 }
 
 struct Response {

@@ -4,7 +4,6 @@
 //! Every wait is for a condition, with a deadline that only matters when the test is failing
 //! (generous, for a loaded 2-core machine).
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,52 +17,23 @@ const PEERS: usize = 4;
 /// Deadline for every wait.
 const PATIENCE: Duration = Duration::from_secs(45);
 
-struct Server {
-    addr: SocketAddr,
-    app: shoal::App,
-    stop: Option<oneshot::Sender<()>>,
-    data_dir: std::path::PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = std::fs::remove_dir_all(&self.data_dir);
-    }
-}
+mod common;
+use common::Server;
 
 async fn start_server() -> Server {
     start_server_with(shoal::peer::seeder::SeederOptions::default()).await
 }
 
 async fn start_server_with(seeder: shoal::peer::seeder::SeederOptions) -> Server {
-    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = COUNT.fetch_add(1, Ordering::Relaxed);
-    let data_dir =
-        std::env::temp_dir().join(format!("shoal-swarm-test-{}-{n}", std::process::id()));
     let config = shoal::ServeConfig {
         media: MediaOptions {
-            data_dir: Some(data_dir.clone()),
+            data_dir: Some(common::data_dir("swarm")),
             ..Default::default()
         },
         seeder,
         ..Default::default()
     };
-    let app = shoal::App::new(&config).expect("app");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(shoal::serve(listener, app.clone(), async move {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        app,
-        stop: Some(stop),
-        data_dir,
-    }
+    common::serve(config).await
 }
 
 struct TestPeer {
