@@ -176,7 +176,20 @@ pub async fn run(config: ServeConfig) -> std::io::Result<()> {
     let app = App::new(&config)?;
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    println!("shoal: serving on http://{addr}/ (signaling at ws://{addr}/ws)");
+    // A wildcard address is not something a browser can open: show loopback instead.
+    let shown = if addr.ip().is_unspecified() {
+        let ip: std::net::IpAddr = match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        std::net::SocketAddr::new(ip, addr.port())
+    } else {
+        addr
+    };
+    println!("shoal: serving on http://{shown}/ (signaling at ws://{shown}/ws)");
+    if app.media.channel(media::DEMO_CHANNEL).is_some() {
+        println!("shoal: the demo channel plays at http://{shown}/c/{}", media::DEMO_CHANNEL);
+    }
     serve(listener, app, shutdown_signal()).await
 }
 
