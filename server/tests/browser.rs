@@ -1,6 +1,7 @@
 //! The browser end-to-end test: the real `shoal serve` binary with its demo channel, and
 //! headless Chromium (tests/browser/e2e.mjs, driven by playwright-core) opening the channel
-//! page in 3 tabs plus the `<script>` embed on another origin. Every page has to play
+//! page in 3 tabs, the iframe page in HTTP-only mode (what a browser without WebRTC gets) and
+//! the `<script>` embed on another origin. Every page has to play
 //! (video.currentTime advances, no error), at least one channel page has to get most of its
 //! bytes from other viewers, and every page has to verify chunks and reject none.
 //!
@@ -184,7 +185,13 @@ fn run_e2e(server: &str, screenshot: &Path) -> Value {
         .current_dir(&browser_dir)
         .arg("e2e.mjs")
         .args(["--server", server, "--channel", "demo", "--pages", &pages])
-        .args(["--seconds", &seconds, "--embed", "--screenshot"])
+        .args([
+            "--seconds",
+            &seconds,
+            "--embed",
+            "--http-only-page",
+            "--screenshot",
+        ])
         .arg(screenshot)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -265,10 +272,11 @@ fn channel_pages_and_the_script_embed_play_from_the_swarm() {
 
     // The checks, all of them reported at once.
     let mut failures: Vec<String> = Vec::new();
-    if pages.len() != PAGES as usize + 1 {
+    // The channel pages, the HTTP-only iframe page and the embed page.
+    if pages.len() != PAGES as usize + 2 {
         failures.push(format!(
             "expected {} pages in the report, got {}",
-            PAGES + 1,
+            PAGES + 2,
             pages.len()
         ));
     }
@@ -302,6 +310,17 @@ fn channel_pages_and_the_script_embed_play_from_the_swarm() {
             failures.push(format!(
                 "{who} rejected chunks (chunksRejected {})",
                 p["chunksRejected"]
+            ));
+        }
+        // What a browser without WebRTC gets: every byte over HTTP, verified all the same.
+        if p["kind"] == "http"
+            && (p["mode"] != "http"
+                || p["bytesFromPeers"].as_u64() != Some(0)
+                || p["bytesFromHttp"].as_u64().unwrap_or(0) == 0)
+        {
+            failures.push(format!(
+                "{who} should play over HTTP only: mode {}, bytes from peers {}, from HTTP {}",
+                p["mode"], p["bytesFromPeers"], p["bytesFromHttp"]
             ));
         }
     }

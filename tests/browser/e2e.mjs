@@ -43,6 +43,7 @@ function usage(msg) {
   if (msg) console.error(`e2e: ${msg}`);
   console.error(
     "usage: node e2e.mjs --server URL [--channel NAME] [--pages N] [--seconds S] [--embed]\n" +
+      "                    [--http-only-page]\n" +
       "                    [--screenshot PATH] [--chromium PATH] [--ready-timeout S] [--stagger S]",
   );
   process.exit(2);
@@ -58,6 +59,7 @@ function options() {
         pages: { type: "string", default: "3" },
         seconds: { type: "string", default: "20" },
         embed: { type: "boolean", default: false },
+        "http-only-page": { type: "boolean", default: false },
         screenshot: { type: "string" },
         chromium: { type: "string", default: DEFAULT_CHROMIUM },
         "ready-timeout": { type: "string", default: "30" },
@@ -88,6 +90,7 @@ function options() {
     pages: Math.floor(num("pages", 1)),
     seconds: num("seconds", 1),
     embed: values.embed,
+    httpOnlyPage: values["http-only-page"],
     screenshot: values.screenshot ?? null,
     chromium: values.chromium,
     readyTimeout: num("ready-timeout", 1),
@@ -250,6 +253,15 @@ async function main() {
         name: `page${i + 1}`,
         kind: "channel",
         url: `${opts.server}/c/${encodeURIComponent(opts.channel)}`,
+        getter: "window.shoalPlayer",
+      });
+    }
+    if (opts.httpOnlyPage) {
+      // The iframe page with http-only: what a browser without WebRTC gets.
+      targets.push({
+        name: "http-only",
+        kind: "http",
+        url: `${opts.server}/embed/${encodeURIComponent(opts.channel)}?http-only`,
         getter: "window.shoalPlayer",
       });
     }
@@ -458,6 +470,12 @@ function buildReport(opts, targets, screenshot) {
     if (errors.length) failures.push(`${who}: errors: ${errors.join("; ")}`);
     if (!(entry.chunksVerified > 0)) failures.push(`${who}: chunksVerified is ${entry.chunksVerified}, want > 0`);
     if (entry.chunksRejected !== 0) failures.push(`${who}: chunksRejected is ${entry.chunksRejected}, want 0`);
+    if (t.kind === "http" && (entry.mode !== "http" || entry.bytesFromPeers !== 0 || !(entry.bytesFromHttp > 0))) {
+      failures.push(
+        `${who}: an HTTP-only player must fetch everything over HTTP: mode ${entry.mode}, ` +
+          `bytesFromPeers ${entry.bytesFromPeers}, bytesFromHttp ${entry.bytesFromHttp}`,
+      );
+    }
     return entry;
   });
 
@@ -473,7 +491,8 @@ function buildReport(opts, targets, screenshot) {
   const delays = perPage.map((p) => p.playbackDelay);
   const startups = perPage.map((p) => p.startupSeconds).filter((x) => typeof x === "number");
   // All pages together: the share of what viewers received that came from other viewers.
-  const sum = (k) => perPage.reduce((a, p) => a + (typeof p[k] === "number" ? p[k] : 0), 0);
+  const swarmPages = perPage.filter((p) => p.kind !== "http");
+  const sum = (k) => swarmPages.reduce((a, p) => a + (typeof p[k] === "number" ? p[k] : 0), 0);
   const received = sum("bytesFromPeers") + sum("bytesFromSeeder") + sum("bytesFromHttp");
   return {
     server: opts.server,
@@ -484,7 +503,7 @@ function buildReport(opts, targets, screenshot) {
     all_played: perPage.every((p) => p.played),
     max_offload: maxOffload,
     swarm_offload: received > 0 ? round(sum("bytesFromPeers") / received) : null,
-    offload_bound: perPage.length > 0 ? round((perPage.length - 1) / perPage.length) : null,
+    offload_bound: swarmPages.length > 0 ? round((swarmPages.length - 1) / swarmPages.length) : null,
     startup_p50: round(quantile(startups, 0.5)),
     min_chunks_verified: verified.length === perPage.length ? Math.min(...verified) : null,
     total_rejected: perPage.reduce((a, p) => a + (p.chunksRejected ?? 0), 0),
