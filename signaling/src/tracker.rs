@@ -35,7 +35,7 @@ impl Default for TrackerConfig {
     fn default() -> Self {
         TrackerConfig {
             initial_neighbours: 6,
-            max_neighbours: 12,
+            max_neighbours: 20,
             seeder_neighbours: 4,
             sample: 48,
         }
@@ -214,9 +214,16 @@ impl Tracker {
         // Shallow peers with spare upload make the best parents: handing them to newcomers
         // keeps the push trees flat.
         let spare = e.report.spare_upload.clamp(0.0, 4.0);
-        let depth = e.depth.min(16) as f32;
-        free as f32 / self.config.max_neighbours as f32 + spare * 0.5 - lag * 0.1 + seeder_bonus
-            - depth * 0.5 * spare.min(1.0)
+        // A parent candidate: fed from the origin and with upload to spare. Shallower is
+        // better; a peer that is full or cut off is worth only its repair links.
+        let parent = if e.seeder {
+            0.0
+        } else if e.depth < 16 && spare > 0.0 {
+            1.5 + 0.25 * spare - 0.25 * e.depth as f32
+        } else {
+            0.0
+        };
+        free as f32 / self.config.max_neighbours as f32 + parent.max(0.0) - lag * 0.1 + seeder_bonus
     }
 
     /// All peers when the channel is small, else a uniform random sample.

@@ -184,6 +184,9 @@ const RELAX_AFTER: Time = 1_500_000;
 const GOOD_DEPTH: u8 = 4;
 /// How far past the newest verified header a peer follows its neighbours' announcements.
 const ANNOUNCED_AHEAD: u64 = 8;
+/// A child (or parent) silent this long is taken to have left: the push between them ends
+/// (the link itself is dropped only after `Config::silence_timeout`).
+const QUIET_CHILD: Time = 2_500_000;
 /// Pieces pushed to a child are dropped from the queue after this long.
 const PUSH_STALE: Time = 3_000_000;
 
@@ -191,7 +194,6 @@ const PUSH_STALE: Time = 3_000_000;
 #[derive(Debug)]
 struct Neighbour {
     seeder: bool,
-    since: Time,
     last_heard: Time,
     /// Complete chunks it announced.
     have: BTreeSet<u64>,
@@ -228,7 +230,6 @@ impl Neighbour {
     fn new(seeder: bool, now: Time) -> Self {
         Neighbour {
             seeder,
-            since: now,
             last_heard: now,
             have: BTreeSet::new(),
             latest: 0,
@@ -277,10 +278,10 @@ pub struct Peer {
     neighbours: BTreeMap<PeerId, Neighbour>,
     banned: BTreeSet<PeerId>,
     out: VecDeque<Output>,
-    /// Pieces waiting for upload: (class, seq, piece, to). Pushes (class 0) go before
-    /// answers to requests (class 1): they feed whole subtrees. Oldest chunk first in a class.
-    /// Within a piece, children with the most children of their own come first.
-    queue: BTreeSet<(u8, u64, u16, u8, PeerId)>,
+    /// Pieces waiting for upload: (class, priority, seq, piece, to). Pushes (class 0) go
+    /// before answers to requests (class 1): they feed whole subtrees. Pushes go to children
+    /// with the most children of their own first; then oldest chunk first.
+    queue: BTreeSet<(u8, u64, u64, u16, PeerId)>,
     in_flight: usize,
     tokens: f64,
     tokens_at: Time,
@@ -718,7 +719,7 @@ impl Peer {
                 .range((std::ops::Bound::Excluded(item), std::ops::Bound::Unbounded))
                 .next()
                 .copied();
-            let (_, seq, index, _, to) = item;
+            let (_, _, seq, index, to) = item;
             if blocked.contains(&to) {
                 continue;
             }
@@ -772,8 +773,15 @@ impl Peer {
         if n.queued >= MAX_QUEUED_PER_PEER {
             return false;
         }
-        let rank = u8::MAX - n.children;
-        if self.queue.insert((u8::from(!push), seq, index, rank, to)) {
+        // Pushes go to the children with the largest subtrees first, whole chunks at a
+        // time: when the uplink cannot carry every child, leaves fall behind (and move on)
+        // instead of every subtree below.
+        let prio = if push {
+            (u8::MAX - n.children) as u64
+        } else {
+            0
+        };
+        if self.queue.insert((u8::from(!push), prio, seq, index, to)) {
             n.queued += 1;
         }
         true
@@ -988,8 +996,14 @@ impl Peer {
         let k = self.parents.len();
         let s = ((seq + index as u64) % k as u64) as usize;
         if let Some(n) = self.neighbours.get_mut(&from) {
-            // Throughput estimate: a piece's worth of credit, decayed per piece.
-            n.rate = 0.9 * n.rate + 0.1 * (len as f64 * 1e6 / (now - n.since).max(1) as f64);
+            // Throughput estimate from answered requests: a piece over the time it took.
+            if let Some((p, timeout)) = requested_from {
+                if p == from {
+                    let asked = timeout.saturating_sub(REQUEST_TIMEOUT);
+                    let took = now.saturating_sub(asked).max(1_000);
+                    n.rate = 0.8 * n.rate + 0.2 * (len as f64 * 1e6 / took as f64);
+                }
+            }
             n.strikes = n.strikes.saturating_sub(1);
         }
         // A piece from the parent counts as pushed unless it answered our own request to it.
@@ -1466,7 +1480,7 @@ impl Peer {
             let store = &self.store;
             let before = self.queue.len();
             let mut dropped: Vec<PeerId> = Vec::new();
-            self.queue.retain(|&(_, seq, _, _, to)| {
+            self.queue.retain(|&(_, _, seq, _, to)| {
                 let keep = store.get(seq).is_some_and(|s| s.first_seen >= stale);
                 if !keep {
                     dropped.push(to);
@@ -1514,6 +1528,21 @@ impl Peer {
         for id in useless {
             self.drop_peer(id, DropReason::Useless);
         }
+        // A child silent for a while (it sends a status every second) has most likely left:
+        // stop feeding it so the slot goes to someone else long before the link times out.
+        let gone: Vec<(PeerId, u16)> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.serving != 0 && now.saturating_sub(n.last_heard) > QUIET_CHILD)
+            .map(|(id, n)| (*id, n.serving))
+            .collect();
+        for (id, mask) in gone {
+            if let Some(n) = self.neighbours.get_mut(&id) {
+                n.serving = 0;
+            }
+            self.served -= mask.count_ones() as usize;
+            self.send(id, &Message::Unsubscribe { mask });
+        }
         // Parents that keep missing their pieces, or that are cut off from the origin
         // themselves, are replaced.
         for s in 0..self.parents.len() {
@@ -1529,7 +1558,11 @@ impl Peer {
                 };
                 self.orphan_since[s] = since;
                 let orphaned = since.is_some_and(|t| now - t > ORPHAN_PATIENCE);
-                if self.miss[s] > 0.6 || orphaned {
+                let quiet = self
+                    .neighbours
+                    .get(&p)
+                    .is_some_and(|n| now.saturating_sub(n.last_heard) > QUIET_CHILD);
+                if self.miss[s] > 0.6 || orphaned || quiet {
                     self.orphan_since[s] = None;
                     self.send(p, &Message::Unsubscribe { mask: 1 << s });
                     if let Some(n) = self.neighbours.get_mut(&p) {
@@ -1783,6 +1816,7 @@ impl Peer {
                 }
                 if let Some(n) = self.neighbours.get_mut(&p) {
                     n.strikes += 1;
+                    n.rate *= 0.7;
                 }
             }
             let slot = self.store.entry(seq, now);
@@ -1810,6 +1844,8 @@ impl Peer {
             if let Some(n) = self.neighbours.get_mut(&p) {
                 n.requests = n.requests.saturating_sub(1);
                 n.strikes += 1;
+                // Unanswered: it is slower than we thought (or sends nothing at all).
+                n.rate *= 0.7;
             }
         }
         let Some(slot) = self.store.get(seq) else {
@@ -1909,14 +1945,18 @@ impl Peer {
         claims.sort_unstable();
         // The median claim: one liar cannot move it far.
         let (seq, _) = claims[claims.len() / 2];
-        if self
-            .store
-            .get(seq)
-            .is_some_and(|s| s.header_requested.is_some_and(|(_, at)| now < at))
-        {
+        let asked = self.store.get(seq).and_then(|s| s.header_requested);
+        if asked.is_some_and(|(_, at)| now < at) {
             return;
         }
-        if let Some(h) = self.best_holder(seq, None) {
+        // The last one asked did not answer in time: strike it and ask someone else (a
+        // liar that claims everything and sends nothing must not hold a newcomer forever).
+        let failed = asked.map(|(p, _)| p);
+        if let Some(n) = failed.and_then(|p| self.neighbours.get_mut(&p)) {
+            n.strikes += 1;
+            n.rate *= 0.7;
+        }
+        if let Some(h) = self.best_holder(seq, failed) {
             self.request_header(seq, h, now);
         }
     }
