@@ -188,7 +188,10 @@ pub async fn run(config: ServeConfig) -> std::io::Result<()> {
     };
     println!("shoal: serving on http://{shown}/ (signaling at ws://{shown}/ws)");
     if app.media.channel(media::DEMO_CHANNEL).is_some() {
-        println!("shoal: the demo channel plays at http://{shown}/c/{}", media::DEMO_CHANNEL);
+        println!(
+            "shoal: the demo channel plays at http://{shown}/c/{}",
+            media::DEMO_CHANNEL
+        );
     }
     serve(listener, app, shutdown_signal()).await
 }
