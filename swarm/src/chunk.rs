@@ -58,6 +58,21 @@ impl core::fmt::Display for VerifyError {
 
 impl std::error::Error for VerifyError {}
 
+/// A channel's public key from its 64-digit hex form (either case), as the server's API and
+/// signaling hand it out; `None` if it is not one.
+pub fn public_key_from_hex(hex: &str) -> Option<VerifyingKey> {
+    let hex = hex.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let digit = |c: u8| (c as char).to_digit(16);
+        bytes[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
+    }
+    VerifyingKey::from_bytes(&bytes).ok()
+}
+
 /// The signed description of one chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkHeader {
@@ -338,6 +353,16 @@ impl std::error::Error for ChunkError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn public_keys_from_hex() {
+        let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+        let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(public_key_from_hex(&hex), Some(key));
+        assert_eq!(public_key_from_hex(&hex.to_uppercase()), Some(key));
+        assert_eq!(public_key_from_hex("zz"), None);
+        assert_eq!(public_key_from_hex(&"g".repeat(64)), None);
+    }
 
     fn key() -> SigningKey {
         SigningKey::from_bytes(&[7; 32])

@@ -72,20 +72,8 @@ impl Options {
 
     /// The channel's verifying key.
     pub fn key(&self) -> Result<VerifyingKey, String> {
-        let hex = self.public_key.as_bytes();
-        let bad = || format!("bad public key: {:?}", self.public_key);
-        if hex.len() != 64 {
-            return Err(bad());
-        }
-        let mut bytes = [0u8; 32];
-        for (i, pair) in hex.chunks(2).enumerate() {
-            let digit = |c: u8| (c as char).to_digit(16);
-            let (Some(hi), Some(lo)) = (digit(pair[0]), digit(pair[1])) else {
-                return Err(bad());
-            };
-            bytes[i] = (hi * 16 + lo) as u8;
-        }
-        VerifyingKey::from_bytes(&bytes).map_err(|_| bad())
+        swarm::public_key_from_hex(&self.public_key)
+            .ok_or_else(|| format!("bad public key: {:?}", self.public_key))
     }
 
     /// The upload cap in bytes per second (`Some(0)`: consume-only).

@@ -21,8 +21,6 @@ use std::time::Duration;
 use swarm::{Chunk, Config, Metrics, PeerId};
 use tokio::sync::{broadcast, watch};
 
-pub use session::parse_public_key;
-
 /// What a running peer shows of itself (updated at every stats tick).
 #[derive(Debug, Clone, Default)]
 pub struct PeerStats {

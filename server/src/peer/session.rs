@@ -21,20 +21,6 @@ const COMPLETIONS_KEPT: usize = 480;
 /// The print interval when nothing prints (a year: far enough, and safe to add to now).
 const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The channel's public key from its lowercase or uppercase hex form.
-pub fn parse_public_key(hex: &str) -> Option<VerifyingKey> {
-    let hex = hex.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut bytes = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let digit = |c: u8| (c as char).to_digit(16);
-        bytes[i] = (digit(pair[0])? * 16 + digit(pair[1])?) as u8;
-    }
-    VerifyingKey::from_bytes(&bytes).ok()
-}
-
 struct Link {
     conn: u64,
     cmds: mpsc::UnboundedSender<LinkCmd>,
@@ -102,7 +88,7 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
                 neighbours,
                 seeders,
             }) => {
-                let key = parse_public_key(&channel.public_key)
+                let key = swarm::public_key_from_hex(&channel.public_key)
                     .ok_or_else(|| "welcome carries no valid public key".to_owned())?;
                 break (peer_id, ice_servers, key, neighbours, seeders);
             }
@@ -611,14 +597,5 @@ mod tests {
         assert!(signaling_url("ftp://x", None).is_err());
         assert_eq!(http_base("ws://h:1/ws"), "http://h:1");
         assert_eq!(http_base("http://h:1/"), "http://h:1");
-    }
-
-    #[test]
-    fn public_keys() {
-        let key = swarm::SigningKey::from_bytes(&[7; 32]).verifying_key();
-        let hex: String = key.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(parse_public_key(&hex), Some(key));
-        assert_eq!(parse_public_key("zz"), None);
-        assert_eq!(parse_public_key(&"g".repeat(64)), None);
     }
 }
