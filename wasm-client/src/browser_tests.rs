@@ -143,22 +143,18 @@ async fn links_connect_over_loopback_and_carry_messages() {
     let mut a = Link::new(2, 1, true, &servers, sink.clone(), 0).unwrap();
     let mut b = Link::new(1, 1, false, &servers, sink, 0).unwrap();
     // Offer/answer as signaling would carry them.
-    let offer = JsFuture::from(a.pc.create_offer()).await.unwrap();
-    let sdp = link::sdp_of(&offer).unwrap();
-    let d = link::description(web_sys::RtcSdpType::Offer, &sdp);
-    JsFuture::from(a.pc.set_local_description(&d))
+    let sdp = link::set_local_description(&a.pc, web_sys::RtcSdpType::Offer)
         .await
         .unwrap();
+    let d = link::description(web_sys::RtcSdpType::Offer, &sdp);
     JsFuture::from(b.pc.set_remote_description(&d))
         .await
         .unwrap();
     b.remote_description_set();
-    let answer = JsFuture::from(b.pc.create_answer()).await.unwrap();
-    let sdp = link::sdp_of(&answer).unwrap();
-    let d = link::description(web_sys::RtcSdpType::Answer, &sdp);
-    JsFuture::from(b.pc.set_local_description(&d))
+    let sdp = link::set_local_description(&b.pc, web_sys::RtcSdpType::Answer)
         .await
         .unwrap();
+    let d = link::description(web_sys::RtcSdpType::Answer, &sdp);
     JsFuture::from(a.pc.set_remote_description(&d))
         .await
         .unwrap();
@@ -174,10 +170,7 @@ async fn links_connect_over_loopback_and_carry_messages() {
                     sdp_mid,
                     sdp_m_line_index,
                 } => {
-                    let init = web_sys::RtcIceCandidateInit::new(&candidate);
-                    init.set_sdp_mid(sdp_mid.as_deref());
-                    init.set_sdp_m_line_index(sdp_m_line_index);
-                    to.add_candidate(init);
+                    to.add_candidate(&candidate, sdp_mid.as_deref(), sdp_m_line_index);
                 }
                 LinkEvent::Channel(dc) => {
                     b.attach(dc);

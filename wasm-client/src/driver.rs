@@ -13,7 +13,7 @@ use swarm::{Input, Output, Peer, PeerId, Time, VerifyingKey};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
-use web_sys::{HtmlVideoElement, RtcIceCandidateInit, RtcSdpType, WebSocket};
+use web_sys::{HtmlVideoElement, RtcSdpType, WebSocket};
 
 use crate::link::{self, Link, LinkEvent};
 use crate::media::{Media, MediaEvent};
@@ -74,7 +74,8 @@ struct Totals {
 /// The signaling socket with the callbacks it owns.
 struct Socket {
     ws: WebSocket,
-    callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
+    /// Kept alive while the socket is (unregistered in `drop`).
+    _callbacks: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
 impl Socket {
@@ -551,9 +552,8 @@ impl Driver {
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         self.socket = Some(Socket {
             ws,
-            callbacks: vec![on_open, on_message, on_close],
+            _callbacks: vec![on_open, on_message, on_close],
         });
-        debug_assert_eq!(self.socket.as_ref().map(|s| s.callbacks.len()), Some(3));
     }
 
     /// Signaling is gone: end this swarm session (its peer id is void) and retry later.
@@ -663,13 +663,8 @@ impl Driver {
                 sdp_m_line_index,
             } => {
                 if let Some(link) = self.links.get_mut(&from) {
-                    if candidate.is_empty() {
-                        return;
-                    }
-                    let init = RtcIceCandidateInit::new(&candidate);
-                    init.set_sdp_mid(sdp_mid.as_deref());
-                    init.set_sdp_m_line_index(sdp_m_line_index.and_then(|i| u16::try_from(i).ok()));
-                    link.add_candidate(init);
+                    let index = sdp_m_line_index.and_then(|i| u16::try_from(i).ok());
+                    link.add_candidate(&candidate, sdp_mid.as_deref(), index);
                 }
             }
             ServerMessage::PeerLeft { peer } => self.close_link(peer, false),
@@ -724,14 +719,7 @@ impl Driver {
         let pc = self.links[&to].pc.clone();
         let weak = self.this.clone();
         spawn_local(async move {
-            let sdp = async {
-                let offer = JsFuture::from(pc.create_offer()).await?;
-                let sdp = link::sdp_of(&offer).unwrap_or_default();
-                let desc = link::description(RtcSdpType::Offer, &sdp);
-                JsFuture::from(pc.set_local_description(&desc)).await?;
-                Ok::<_, JsValue>(sdp)
-            }
-            .await;
+            let sdp = link::set_local_description(&pc, RtcSdpType::Offer).await;
             with(&weak, |d| match sdp {
                 Ok(sdp) if d.links.get(&to).is_some_and(|l| l.conn == conn) => {
                     d.send_signal(&ClientMessage::Offer { to, sdp });
@@ -767,14 +755,7 @@ impl Driver {
             if !ok {
                 return;
             }
-            let answer = async {
-                let answer = JsFuture::from(pc.create_answer()).await?;
-                let sdp = link::sdp_of(&answer).unwrap_or_default();
-                let desc = link::description(RtcSdpType::Answer, &sdp);
-                JsFuture::from(pc.set_local_description(&desc)).await?;
-                Ok::<_, JsValue>(sdp)
-            }
-            .await;
+            let answer = link::set_local_description(&pc, RtcSdpType::Answer).await;
             with(&weak, |d| match answer {
                 Ok(sdp) if d.links.get(&from).is_some_and(|l| l.conn == conn) => {
                     d.send_signal(&ClientMessage::Answer { to: from, sdp });

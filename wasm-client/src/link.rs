@@ -193,8 +193,20 @@ impl Link {
         self.sent - self.reported
     }
 
-    /// Adds a remote candidate now, or once the remote description is set.
-    pub(crate) fn add_candidate(&mut self, init: RtcIceCandidateInit) {
+    /// Adds a remote candidate (as trickled through signaling) now, or once the remote
+    /// description is set. An empty one (end of candidates) is ignored.
+    pub(crate) fn add_candidate(
+        &mut self,
+        candidate: &str,
+        sdp_mid: Option<&str>,
+        sdp_m_line_index: Option<u16>,
+    ) {
+        if candidate.is_empty() {
+            return;
+        }
+        let init = RtcIceCandidateInit::new(candidate);
+        init.set_sdp_mid(sdp_mid);
+        init.set_sdp_m_line_index(sdp_m_line_index);
         if self.remote_set {
             let _ = self
                 .pc
@@ -238,7 +250,21 @@ pub(crate) fn description(kind: RtcSdpType, sdp: &str) -> RtcSessionDescriptionI
     d
 }
 
-/// The SDP text of a description returned by createOffer/createAnswer.
-pub(crate) fn sdp_of(desc: &JsValue) -> Option<String> {
-    js_sys::Reflect::get(desc, &"sdp".into()).ok()?.as_string()
+/// Creates our offer (`kind` Offer) or answer (`kind` Answer), makes it the local
+/// description and returns its SDP for the neighbour.
+pub(crate) async fn set_local_description(
+    pc: &RtcPeerConnection,
+    kind: RtcSdpType,
+) -> Result<String, JsValue> {
+    let created = match kind {
+        RtcSdpType::Offer => pc.create_offer(),
+        _ => pc.create_answer(),
+    };
+    let created = wasm_bindgen_futures::JsFuture::from(created).await?;
+    let sdp = js_sys::Reflect::get(&created, &"sdp".into())?
+        .as_string()
+        .unwrap_or_default();
+    wasm_bindgen_futures::JsFuture::from(pc.set_local_description(&description(kind, &sdp)))
+        .await?;
+    Ok(sdp)
 }
