@@ -108,13 +108,9 @@ impl Scenario {
             // The same with every viewer's upload capped at 400 kbit/s, 1.89× the stream
             // (`swarm-live --upload-limit 400k`).
             "live20-capped" => Scenario {
-                uploads: Uploads::Fixed(400.0),
+                name: "live20-capped",
                 upload_cap: Some(400_000.0 / 212_000.0),
-                download: 400.0,
-                join_window_s: 2.0,
-                latency_ms: (0.05, 0.3),
-                bitrate: 212_000.0,
-                ..Self::base("live20-capped", 20, 60.0)
+                ..Self::by_name("live20")?
             },
             // Small and quick, for tests.
             "smoke" => Scenario {
