@@ -30,6 +30,25 @@ pub const VERSION: u64 = 1;
 /// Longest channel name accepted.
 pub const MAX_CHANNEL_NAME: usize = 64;
 
+/// The signaling WebSocket's URL for a server given by its base URL: `http(s)://host[:port]`
+/// becomes `ws(s)://host[:port]/ws`; a `ws(s)://` URL is taken as it is (with `/ws` added if
+/// missing). `None` for any other scheme.
+pub fn signaling_url(server: &str) -> Option<String> {
+    let base = server.trim_end_matches('/');
+    if let Some(rest) = base.strip_prefix("http://") {
+        Some(format!("ws://{rest}/ws"))
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        Some(format!("wss://{rest}/ws"))
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        Some(match base.ends_with("/ws") {
+            true => base.to_owned(),
+            false => format!("{base}/ws"),
+        })
+    } else {
+        None
+    }
+}
+
 /// Whether `name` is an acceptable channel name: 1 to [`MAX_CHANNEL_NAME`] ASCII letters,
 /// digits, `-` or `_` (names appear in URLs and file paths).
 pub fn valid_channel_name(name: &str) -> bool {
@@ -453,6 +472,22 @@ pub fn parse_server(bytes: &[u8]) -> Result<ServerMessage, ProtocolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signaling_urls() {
+        let url = |s| signaling_url(s);
+        assert_eq!(
+            url("http://127.0.0.1:8080/").as_deref(),
+            Some("ws://127.0.0.1:8080/ws")
+        );
+        assert_eq!(
+            url("https://live.example.org").as_deref(),
+            Some("wss://live.example.org/ws")
+        );
+        assert_eq!(url("ws://h:1/ws").as_deref(), Some("ws://h:1/ws"));
+        assert_eq!(url("wss://h:1").as_deref(), Some("wss://h:1/ws"));
+        assert_eq!(url("ftp://x"), None);
+    }
 
     fn all_client() -> Vec<ClientMessage> {
         vec![

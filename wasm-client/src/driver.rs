@@ -480,9 +480,9 @@ impl Driver {
     fn control(&mut self, now: Time) {
         let target_ts = match self.mode {
             Mode::P2p => self.peer.as_ref().and_then(|p| p.playhead_timestamp(now)),
-            Mode::Http => self.edge_offset.map(|o| {
-                (now as i64 - o - self.opts.swarm_config().target_delay as i64).max(0) as u64
-            }),
+            Mode::Http => self
+                .edge_offset
+                .map(|o| (now as i64 - o - self.opts.target_delay_us() as i64).max(0) as u64),
         };
         let Some(target) = target_ts.and_then(|ts| self.media.media_time(ts)) else {
             return;

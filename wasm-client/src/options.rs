@@ -84,28 +84,29 @@ impl Options {
         self.upload_limit.map(|bits| (bits / 8.0) as u64)
     }
 
+    /// How far behind the live edge to play, microseconds (the swarm's default unless set).
+    pub fn target_delay_us(&self) -> u64 {
+        self.target_delay
+            .map_or(Config::default().target_delay, |d| (d * 1e6) as u64)
+    }
+
     /// The swarm settings for a browser viewer.
     pub fn swarm_config(&self) -> Config {
         let mut c = Config {
             upload_limit: self.upload_cap(),
+            target_delay: self.target_delay_us(),
             ..Config::default()
         };
-        if let Some(d) = self.target_delay {
-            c.target_delay = (d * 1e6) as u64;
-        }
         if let Some(bps) = self.bitrate_bps.filter(|b| b.is_finite() && *b > 0.0) {
             c.bitrate_hint = bps / 8.0;
         }
         c
     }
 
-    /// The signaling WebSocket's URL.
+    /// The signaling WebSocket's URL ([`Options::parse`] checked that the server URL is
+    /// http(s); were it not, the empty URL makes the socket fail, which the driver retries).
     pub fn signaling_url(&self) -> String {
-        let base = self.server.trim_end_matches('/');
-        match base.strip_prefix("https://") {
-            Some(rest) => format!("wss://{rest}/ws"),
-            None => format!("ws://{}/ws", base.trim_start_matches("http://")),
-        }
+        signaling::protocol::signaling_url(&self.server).unwrap_or_default()
     }
 
     /// The URL of chunk `seq`.

@@ -237,22 +237,8 @@ async fn recv_chunk(
 }
 
 fn signaling_url(server: &str, seeder_token: Option<&str>) -> Result<String, String> {
-    let base = server.trim_end_matches('/');
-    let ws = if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}/ws")
-    } else if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}/ws")
-    } else if base.starts_with("ws://") || base.starts_with("wss://") {
-        if base.ends_with("/ws") {
-            base.to_owned()
-        } else {
-            format!("{base}/ws")
-        }
-    } else {
-        return Err(format!(
-            "server URL must start with http:// or ws://: {server}"
-        ));
-    };
+    let ws = signaling::protocol::signaling_url(server)
+        .ok_or_else(|| format!("server URL must start with http:// or ws://: {server}"))?;
     Ok(match seeder_token {
         Some(token) => format!("{ws}?seeder={token}"),
         None => ws,
