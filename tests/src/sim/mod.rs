@@ -42,6 +42,8 @@ const PACKET_OVERHEAD: usize = 60;
 const PACKET_PAYLOAD: usize = 1200;
 /// How long the signaling server takes to notice a vanished peer.
 const HEARTBEAT_TIMEOUT: Time = 10_000_000;
+/// A peer counts as settled this long after joining (see `Report::continuity_settled`).
+pub const SETTLE_S: u64 = 10;
 /// The origin refuses HTTP fallback requests (503) when its HTTP queue is this deep.
 const HTTP_MAX_QUEUE: Time = 1_000_000;
 
@@ -68,6 +70,11 @@ pub struct Report {
     pub playback_delay_p95_s: f64,
     /// Chunks played on time / chunks due, honest peers.
     pub continuity: f64,
+    /// The same over chunks due in each peer's first [`SETTLE_S`] seconds after joining
+    /// (while it finds parents), and over the rest: where the misses are.
+    pub continuity_joining: f64,
+    /// See `continuity_joining`.
+    pub continuity_settled: f64,
     /// 95th percentile of join → first playable chunk, seconds.
     pub startup_p95_s: f64,
     /// Bytes received that were already held / all chunk bytes received.
@@ -107,6 +114,8 @@ struct Node {
     down_free: Time,
     wake: Time,
     joined: Time,
+    /// Its (chunks due, chunks on time) when it had watched for [`SETTLE_S`] seconds.
+    settled: Option<(u64, u64)>,
 }
 
 #[derive(Debug)]
@@ -308,7 +317,12 @@ impl Sim {
     fn add_origin(&mut self) {
         // The seeder's upload cap: a little over one copy of the stream. The swarm carries
         // the rest; the HTTP fallback shares the origin's link on top.
-        let cap = self.bytes_per_s(1.25) as u64;
+        // `SIM_SEEDER_COPIES` overrides it for experiments.
+        let copies = std::env::var("SIM_SEEDER_COPIES")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(1.25);
+        let cap = self.bytes_per_s(copies) as u64;
         self.seeder_cap = cap;
         let cfg = Config {
             bitrate_hint: self.bytes_per_s(1.0),
@@ -326,6 +340,7 @@ impl Sim {
             down_free: 0,
             wake: 0,
             joined: 0,
+            settled: None,
         });
         self.tracker.add_seeder(ORIGIN as PeerId);
         self.drain(ORIGIN);
@@ -372,7 +387,7 @@ impl Sim {
     }
 
     /// A viewer's settings: the defaults, with overrides from `SIM_SUBSTREAMS`,
-    /// `SIM_TARGET_DELAY_MS` and `SIM_PUSH_GRACE_MS` for experiments.
+    /// `SIM_TARGET_DELAY_MS`, `SIM_FALLBACK_MS` and `SIM_PUSH_GRACE_MS` for experiments.
     fn viewer_config(&self) -> Config {
         let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         let mut cfg = Config {
@@ -385,6 +400,9 @@ impl Sim {
         }
         if let Some(ms) = env("SIM_TARGET_DELAY_MS") {
             cfg.target_delay = ms * 1000;
+        }
+        if let Some(ms) = env("SIM_FALLBACK_MS") {
+            cfg.fallback_margin = ms * 1000;
         }
         if let Some(ms) = env("SIM_PUSH_GRACE_MS") {
             cfg.push_grace = ms * 1000;
@@ -427,6 +445,7 @@ impl Sim {
             down_free: self.now,
             wake: 0,
             joined: self.now,
+            settled: None,
         });
         // The join reaches the tracker over signaling; its answer comes back the same way.
         let rtt = 2 * self.latency(id, ORIGIN);
@@ -787,11 +806,16 @@ impl Sim {
     fn sample(&mut self) {
         let mut alive = 0;
         for i in 1..self.nodes.len() {
-            let n = &self.nodes[i];
+            let now = self.now;
+            let n = &mut self.nodes[i];
             if !n.alive || n.hostile.is_some() {
                 continue;
             }
             alive += 1;
+            if n.settled.is_none() && now >= n.joined + SETTLE_S * SEC as Time {
+                let m = n.peer.metrics();
+                n.settled = Some((m.chunks_due, m.chunks_on_time));
+            }
             if let Some(ts) = n.peer.playhead_timestamp(self.now) {
                 self.playback.push(self.now.saturating_sub(ts) as f64 / SEC);
             }
@@ -999,6 +1023,21 @@ impl Sim {
             bans += m.peers_banned;
         }
         let (due, ok) = self.continuity_counts();
+        // Split each honest peer's counts at the moment it settled.
+        let (mut join_due, mut join_ok) = (0, 0);
+        for n in self.nodes[1..].iter().filter(|n| n.hostile.is_none()) {
+            let m = n.peer.metrics();
+            let (d, o) = n.settled.unwrap_or((m.chunks_due, m.chunks_on_time));
+            join_due += d;
+            join_ok += o;
+        }
+        let share = |ok: u64, due: u64| {
+            if due == 0 {
+                1.0
+            } else {
+                ok as f64 / due as f64
+            }
+        };
         let mean_viewers = self.viewer_seconds / self.sc.duration_s;
         let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
             if v.is_empty() {
@@ -1020,11 +1059,9 @@ impl Sim {
             delivery_p95_s: pct(&mut self.delivery, 95.0),
             delivery_p99_s: pct(&mut self.delivery, 99.0),
             playback_delay_p95_s: pct(&mut self.playback, 95.0),
-            continuity: round(if due == 0 {
-                1.0
-            } else {
-                ok as f64 / due as f64
-            }),
+            continuity: round(share(ok, due)),
+            continuity_joining: round(share(join_ok, join_due)),
+            continuity_settled: round(share(ok - join_ok, due - join_due)),
             startup_p95_s: pct(&mut startup, 95.0),
             duplicate_ratio: round(dup as f64 / received.max(1) as f64),
             corrupt_chunks_played: self.corrupt_played,
