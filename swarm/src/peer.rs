@@ -187,6 +187,8 @@ const ANNOUNCED_AHEAD: u64 = 8;
 /// A child (or parent) silent this long is taken to have left: the push between them ends
 /// (the link itself is dropped only after `Config::silence_timeout`).
 const QUIET_CHILD: Time = 2_500_000;
+/// A root the origin feeds is judged (see `Peer::weak_root`) only after this long.
+const WEAK_ROOT_AFTER: Time = 2_000_000;
 /// Pieces pushed to a child are dropped from the queue after this long.
 const PUSH_STALE: Time = 3_000_000;
 
@@ -305,6 +307,9 @@ pub struct Peer {
     edge_offset: Option<i64>,
     /// First chunk this peer wants (its join point).
     start: Option<u64>,
+    /// Before the join point is known: who was asked for the live edge's header, and when
+    /// that request times out.
+    start_asked: Option<(PeerId, Time)>,
     playout: Option<Playout>,
     next_emit: u64,
     parents: Vec<Option<PeerId>>,
@@ -359,6 +364,7 @@ impl Peer {
             ts_ref: None,
             edge_offset: None,
             start: None,
+            start_asked: None,
             playout: None,
             next_emit: 0,
             parents: vec![None; k],
@@ -647,15 +653,36 @@ impl Peer {
         let spare = self.allowed_slots().saturating_sub(self.served);
         if spare == 0
             && self.cfg.origin
-            && self
+            && (self
                 .neighbours
                 .values()
                 .any(|n| n.serving.count_ones() >= 2)
+                || (0..self.parents.len()).any(|s| self.weak_root(s).is_some()))
         {
-            // The origin can always make room for a new tree root (see `on_subscribe`).
+            // The origin can always make room for a new tree root, or a better one (see
+            // `origin_accept`).
             return 1;
         }
         spare
+    }
+
+    /// The origin's root of substream `s`, if it is a poor one: it has settled in (measured
+    /// its upload) and feeds at most one child with nothing to spare, so the whole tree below
+    /// it is a chain. In a join burst the first viewers to reach the seeder become the roots
+    /// whatever their upload; a 1.5× root left 96 of 101 viewers cut off from one substream
+    /// (`hundred`, seed 3, 6 s in).
+    fn weak_root(&self, s: usize) -> Option<PeerId> {
+        let now = self.last_event;
+        let mut roots = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.serving & (1 << s) != 0);
+        let (&id, n) = roots.next()?;
+        let weak = roots.next().is_none()
+            && n.spare == 0
+            && n.children <= 1
+            && now >= n.serving_since + WEAK_ROOT_AFTER;
+        weak.then_some(id)
     }
 
     fn account_saturation(&mut self, now: Time) {
@@ -1218,6 +1245,34 @@ impl Peer {
         let mut order: Vec<usize> = (0..k).filter(|s| wanted & (1 << s) != 0).collect();
         order.sort_by_key(|&s| (load[s], s));
         let mut added = 0u16;
+        // A weak root makes way for an asker that can feed more (and is not asked back
+        // for a while: it would be weak again).
+        let now = self.last_event;
+        let (asker_spare, asker_avoids) = self.neighbours.get(&from).map_or((0, 0), |n| {
+            (n.spare, if now < n.avoid_until { n.avoid_mask } else { 0 })
+        });
+        if spare == 0 && held == 0 && asker_spare >= 2 {
+            if let Some((s, weak)) = order
+                .iter()
+                .find_map(|&s| self.weak_root(s).filter(|&r| r != from).map(|r| (s, r)))
+            {
+                self.stop_serving(weak, s);
+                if let Some(n) = self.neighbours.get_mut(&weak) {
+                    n.avoid_mask |= 1 << s;
+                    n.avoid_until = now + AVOID_FOR;
+                }
+                load[s] -= 1;
+                spare += 1;
+                added |= 1 << s;
+                load[s] += 1;
+                spare -= 1;
+                held += 1;
+            }
+        }
+        let order: Vec<usize> = order
+            .into_iter()
+            .filter(|&s| added & (1 << s) == 0 && (asker_avoids & (1 << s) == 0 || load[s] == 0))
+            .collect();
         if spare == 0 && held == 0 {
             // Full, and this neighbour roots nothing: take one of the substreams it asks for
             // from a child that roots several (one root per child while others wait).
@@ -1933,10 +1988,15 @@ impl Peer {
         if self.cfg.origin || self.latest.is_some() || now < self.started + 600_000 {
             return;
         }
+        // Neighbours that already failed a request are not believed: a newcomer among
+        // liars that announce every chunk at once would otherwise keep asking them for the
+        // newest one, 0.9 s a try (`hostile`: viewers joining mid-run took 12-50 s to start).
+        let credible = |n: &Neighbour| n.latest > 0 && n.strikes == 0;
+        let any_credible = self.neighbours.values().any(credible);
         let mut claims: Vec<(u64, PeerId)> = self
             .neighbours
             .iter()
-            .filter(|(_, n)| n.latest > 0)
+            .filter(|(_, n)| n.latest > 0 && (credible(n) || !any_credible))
             .map(|(id, n)| (n.latest, *id))
             .collect();
         if claims.is_empty() {
@@ -1945,6 +2005,17 @@ impl Peer {
         claims.sort_unstable();
         // The median claim: one liar cannot move it far.
         let (seq, _) = claims[claims.len() / 2];
+        // A request for an older edge that went unanswered is charged too (the median
+        // moves on every half second, and a liar asked each time was never struck).
+        if let Some((p, at)) = self.start_asked {
+            if now >= at {
+                self.start_asked = None;
+                if let Some(n) = self.neighbours.get_mut(&p) {
+                    n.strikes += 1;
+                    n.rate *= 0.7;
+                }
+            }
+        }
         let asked = self.store.get(seq).and_then(|s| s.header_requested);
         if asked.is_some_and(|(_, at)| now < at) {
             return;
@@ -1952,12 +2023,19 @@ impl Peer {
         // The last one asked did not answer in time: strike it and ask someone else (a
         // liar that claims everything and sends nothing must not hold a newcomer forever).
         let failed = asked.map(|(p, _)| p);
-        if let Some(n) = failed.and_then(|p| self.neighbours.get_mut(&p)) {
-            n.strikes += 1;
-            n.rate *= 0.7;
+        if let Some(p) = failed {
+            if self.start_asked.is_some_and(|(q, _)| q == p) {
+                // The same request: charged once, here.
+                self.start_asked = None;
+            }
+            if let Some(n) = self.neighbours.get_mut(&p) {
+                n.strikes += 1;
+                n.rate *= 0.7;
+            }
         }
         if let Some(h) = self.best_holder(seq, failed) {
             self.request_header(seq, h, now);
+            self.start_asked = Some((h, now + REQUEST_TIMEOUT));
         }
     }
 
@@ -2117,5 +2195,163 @@ fn msg_len(msg: &Message) -> usize {
     match msg {
         Message::Piece { data, .. } => data.len(),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn key() -> VerifyingKey {
+        SigningKey::from_bytes(&[9; 32]).verifying_key()
+    }
+
+    /// A status from a neighbour that holds chunk `latest` complete.
+    fn status(latest: u64, depths: Vec<u8>, spare_slots: u8, children: u8) -> Vec<u8> {
+        Message::Status {
+            base: latest,
+            have: 1,
+            latest,
+            depths,
+            spare_slots,
+            children,
+        }
+        .encode()
+    }
+
+    /// Every message the peer sent since the last call, decoded, with its addressee.
+    fn drain(p: &mut Peer) -> Vec<(PeerId, Message)> {
+        let mut out = Vec::new();
+        while let Some(o) = p.poll() {
+            if let Output::Send { to, bytes } = o {
+                out.push((to, Message::decode(&bytes).unwrap()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn origin_replaces_a_root_that_feeds_a_chain_with_a_stronger_asker() {
+        // Two substream slots: one root per substream.
+        let mut o = Peer::new(Config::origin(Some(312_500)), key(), 0, 1);
+        o.bitrate = 250_000.0;
+        for id in [1, 2, 3] {
+            o.handle(
+                Input::Connected {
+                    peer: id,
+                    seeder: false,
+                },
+                0,
+            );
+        }
+        // Peer 1 roots substream 0, peer 2 substream 1.
+        o.handle(
+            Input::Message {
+                from: 1,
+                bytes: &Message::Subscribe { mask: 1 }.encode(),
+            },
+            10,
+        );
+        o.handle(
+            Input::Message {
+                from: 2,
+                bytes: &Message::Subscribe { mask: 2 }.encode(),
+            },
+            10,
+        );
+        assert!(drain(&mut o).contains(&(1, Message::Accept { mask: 1 })));
+        // Peer 1 turns out weak (nothing to spare, one child); peer 3 can feed four more.
+        // (Within 2.5 s of the last word from each, or they would count as gone.)
+        let t = 2_100_000;
+        o.handle(
+            Input::Message {
+                from: 1,
+                bytes: &status(5, vec![1, 255], 0, 1),
+            },
+            t,
+        );
+        o.handle(
+            Input::Message {
+                from: 2,
+                bytes: &status(5, vec![255, 1], 0, 3),
+            },
+            t,
+        );
+        o.handle(
+            Input::Message {
+                from: 3,
+                bytes: &status(5, vec![255, 255], 4, 0),
+            },
+            t,
+        );
+        o.handle(
+            Input::Message {
+                from: 3,
+                bytes: &Message::Subscribe { mask: 3 }.encode(),
+            },
+            t,
+        );
+        let sent = drain(&mut o);
+        assert!(
+            sent.contains(&(1, Message::Unsubscribe { mask: 1 })),
+            "{sent:?}"
+        );
+        // Peer 3 takes substream 0 only: substream 1's root (three children) is no chain.
+        let to3: Vec<&Message> = sent
+            .iter()
+            .filter(|(t, _)| *t == 3)
+            .map(|(_, m)| m)
+            .collect();
+        assert!(to3.contains(&&Message::Accept { mask: 1 }), "{to3:?}");
+        // The demoted root is not taken back while the new one holds.
+        o.handle(
+            Input::Message {
+                from: 1,
+                bytes: &Message::Subscribe { mask: 1 }.encode(),
+            },
+            t + 10,
+        );
+        assert!(drain(&mut o).contains(&(1, Message::Accept { mask: 0 })));
+    }
+
+    #[test]
+    fn a_newcomer_strikes_a_neighbour_that_never_answers_for_the_live_edge() {
+        let mut p = Peer::new(Config::default(), key(), 0, 1);
+        for id in [1, 2, 3] {
+            p.handle(
+                Input::Connected {
+                    peer: id,
+                    seeder: false,
+                },
+                0,
+            );
+        }
+        let mut now = 0;
+        // Everyone claims the edge moves on every half second; nobody answers.
+        let mut asked: BTreeMap<PeerId, usize> = BTreeMap::new();
+        for step in 0..12u64 {
+            now = 700_000 + step * 500_000;
+            for id in [1, 2, 3] {
+                let bytes = status(10 + step, vec![1, 1], 0, 0);
+                p.handle(
+                    Input::Message {
+                        from: id,
+                        bytes: &bytes,
+                    },
+                    now,
+                );
+            }
+            p.handle(Input::Timeout, now);
+            while let Some(o) = p.poll() {
+                if let Output::Send { to, bytes } = o {
+                    if let Ok(Message::Request { header: true, .. }) = Message::decode(&bytes) {
+                        *asked.entry(to).or_default() += 1;
+                    }
+                }
+            }
+        }
+        // The silent ones were struck, so the asks went round instead of all to one.
+        assert!(asked.len() >= 2, "{asked:?} at {now}");
     }
 }

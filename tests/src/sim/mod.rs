@@ -821,6 +821,22 @@ impl Sim {
             }
         }
         let t = self.now as f64 / SEC;
+        // `SIM_TREES=S`: every node's place in the push trees, each second of the first S.
+        let trees_s = std::env::var("SIM_TREES")
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok());
+        if trees_s.is_some_and(|s| t <= s) {
+            for (i, n) in self.nodes.iter().enumerate() {
+                eprintln!(
+                    "TREE t={t} node={i} alive={} up={:.2} joined={:.2} {} latest={:?}",
+                    n.alive,
+                    n.up / self.bytes_per_s(1.0),
+                    n.joined as f64 / SEC,
+                    n.peer.debug_summary(),
+                    n.peer.latest()
+                );
+            }
+        }
         if !self.quiet && (t as u64) % 10 == 0 {
             let (due, ok) = self.continuity_counts();
             eprintln!(
