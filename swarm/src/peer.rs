@@ -26,7 +26,7 @@ use crate::chunk::{Chunk, ChunkHeader, PIECE_SIZE};
 use crate::config::Config;
 use crate::metrics::{Metrics, Source};
 use crate::store::{Store, Via, MAX_STASHED};
-use crate::wire::{Message, MAP_CHUNKS, NO_DEPTH};
+use crate::wire::{Message, PieceRef, MAP_CHUNKS, NO_DEPTH};
 
 /// A neighbour's id, as the driver (and the signaling server) names it.
 pub type PeerId = u64;
@@ -549,7 +549,11 @@ impl Peer {
     // ----- sending -----
 
     fn send(&mut self, to: PeerId, msg: &Message) {
-        let bytes = msg.encode();
+        self.send_bytes(to, msg.encode());
+    }
+
+    /// Sends one encoded message.
+    fn send_bytes(&mut self, to: PeerId, bytes: Vec<u8>) {
         if let Some(n) = self.neighbours.get_mut(&to) {
             n.in_flight += bytes.len();
             self.in_flight += bytes.len();
@@ -558,17 +562,18 @@ impl Peer {
     }
 
     fn depths(&self) -> Vec<u8> {
+        (0..self.parents.len()).map(|s| self.depth(s)).collect()
+    }
+
+    /// Hops from the origin in substream `s`'s push tree ([`NO_DEPTH`]: cut off from it).
+    fn depth(&self, s: usize) -> u8 {
         if self.cfg.origin {
-            return vec![0; self.parents.len()];
+            return 0;
         }
-        (0..self.parents.len())
-            .map(
-                |s| match self.parents[s].and_then(|p| self.neighbours.get(&p)) {
-                    Some(n) if n.depth(s) < MAX_DEPTH => n.depth(s) + 1,
-                    _ => NO_DEPTH,
-                },
-            )
-            .collect()
+        match self.parents[s].and_then(|p| self.neighbours.get(&p)) {
+            Some(n) if n.depth(s) < MAX_DEPTH => n.depth(s) + 1,
+            _ => NO_DEPTH,
+        }
     }
 
     fn status(&self) -> Message {
@@ -587,10 +592,12 @@ impl Peer {
     /// Tells every neighbour at once when this peer's place in a push tree changed, so
     /// descendants learn of a cut (and nobody picks them as a parent) within one hop's time.
     fn announce_depths(&mut self) {
-        let depths = self.depths();
-        if depths == self.sent_depths {
+        // Runs after every input: compare in place, and build the new list only on a change.
+        let k = self.parents.len();
+        if (0..k).map(|s| self.depth(s)).eq(self.sent_depths.iter().copied()) {
             return;
         }
+        let depths = self.depths();
         let deepest = depths.iter().copied().max().unwrap_or(NO_DEPTH);
         self.sent_depths = depths;
         // The tracker hands shallow peers to newcomers: tell it at once.
@@ -745,15 +752,13 @@ impl Peer {
             if !wanted || !slot.have.get(index as usize).copied().unwrap_or(false) {
                 continue;
             }
-            let msg = Message::Piece {
-                seq,
-                index,
-                data: slot.piece(index as usize).to_vec(),
-            };
-            let len = msg_len(&msg);
+            // Encoded straight from the slot: no copy of the piece besides the message's own.
+            let data = slot.piece(index as usize);
+            let len = data.len();
+            let bytes = Message::encode_piece(seq, index, data);
             self.metrics.bytes_to_peers += len as u64;
             self.tokens -= len as f64;
-            self.send(to, &msg);
+            self.send_bytes(to, bytes);
         }
         if !self.queue.is_empty() && !self.saturated {
             // Blocked by per-link buffers or the cap: count as saturated only if every link
@@ -793,7 +798,13 @@ impl Peer {
         if self.banned.contains(&from) || !self.neighbours.contains_key(&from) {
             return;
         }
-        let msg = match Message::decode(bytes) {
+        // Pieces are most of the traffic: they are read in place, so their data goes from the
+        // message straight to verification and the store, without a copy in between.
+        let decoded = match Message::decode_piece(bytes) {
+            Some(piece) => piece.map(Incoming::Piece),
+            None => Message::decode(bytes).map(Incoming::Other),
+        };
+        let msg = match decoded {
             Ok(m) => m,
             Err(_) => {
                 self.metrics.chunks_rejected += 1;
@@ -804,6 +815,10 @@ impl Peer {
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.last_heard = now;
         }
+        let msg = match msg {
+            Incoming::Piece(p) => return self.on_piece(from, p.seq, p.index, p.data, now),
+            Incoming::Other(msg) => msg,
+        };
         match msg {
             Message::Status {
                 base,
@@ -843,6 +858,7 @@ impl Peer {
                 }
             }
             Message::Header(h) => self.on_header(from, h, now),
+            // (Pieces are read in place above; this arm only keeps the match whole.)
             Message::Piece { seq, index, data } => self.on_piece(from, seq, index, &data, now),
             Message::Request {
                 seq,
@@ -2113,9 +2129,8 @@ fn holder_cost(n: &Neighbour, extra: usize) -> f64 {
     }
 }
 
-fn msg_len(msg: &Message) -> usize {
-    match msg {
-        Message::Piece { data, .. } => data.len(),
-        _ => 0,
-    }
+/// A decoded message: a piece read in place, or any other message.
+enum Incoming<'a> {
+    Piece(PieceRef<'a>),
+    Other(Message),
 }
