@@ -834,9 +834,18 @@ impl Peer {
                 let floor = self.window_floor();
                 let plausible = self.latest.map_or(u64::MAX, |l| l + MAP_CHUNKS);
                 if let Some(n) = self.neighbours.get_mut(&from) {
-                    for i in 0..MAP_CHUNKS {
+                    // A status mostly repeats what the neighbour already announced: walk what
+                    // is known in the bitmap's span once, and insert only the new chunks.
+                    let mut known = 0u128;
+                    for &seq in n.have.range(base..base.saturating_add(MAP_CHUNKS)) {
+                        known |= 1 << (seq - base);
+                    }
+                    let mut fresh = have & !known;
+                    while fresh != 0 {
+                        let i = fresh.trailing_zeros() as u64;
+                        fresh &= fresh - 1;
                         let seq = base.saturating_add(i);
-                        if have & (1 << i) != 0 && seq >= floor && seq <= plausible {
+                        if seq >= floor && seq <= plausible {
                             n.have.insert(seq);
                         }
                     }
