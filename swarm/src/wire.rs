@@ -469,7 +469,10 @@ mod tests {
         let mut big = vec![0; MAX_MESSAGE + 1];
         big[..2].copy_from_slice(&[VERSION, T_PIECE]);
         assert_eq!(Message::decode(&big), Err(DecodeError::TooLarge));
-        assert_eq!(Message::decode_piece(&big), Some(Err(DecodeError::TooLarge)));
+        assert_eq!(
+            Message::decode_piece(&big),
+            Some(Err(DecodeError::TooLarge))
+        );
         let mut have = Message::Have { seq: 3 }.encode();
         have.push(0);
         assert_eq!(Message::decode(&have), Err(DecodeError::TrailingBytes));
