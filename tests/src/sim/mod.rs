@@ -732,13 +732,15 @@ impl Sim {
     }
 
     fn http_at_origin(&mut self, node: usize, seq: u64) {
-        let framed = self.nodes[ORIGIN]
+        // The body is built only once the request is served: in a saturated run most are
+        // refused, and framing a whole chunk for each of them was a large share of the run.
+        let n = self.nodes[ORIGIN]
             .peer
             .has_chunk(seq)
             .then(|| self.truth.get(&seq))
             .flatten()
-            .map(|(_, c)| c.to_framed());
-        let Some(framed) = framed else {
+            .map(|(_, c)| c.framed_len());
+        let Some(n) = n else {
             let at = self.now + self.latency(node, ORIGIN);
             self.push(
                 at,
@@ -750,7 +752,6 @@ impl Sim {
             );
             return;
         };
-        let n = framed.len();
         // HTTP gets what the origin's link has beyond the seeder's reserved cap (the server
         // gives its seeder's flows priority). When the HTTP queue is already more than a
         // second deep the server answers 503 at once rather than serve a chunk too late.
@@ -770,6 +771,7 @@ impl Sim {
             );
             return;
         }
+        let framed = self.truth[&seq].1.to_framed();
         let done = start + (wire as f64 / rate * SEC) as Time;
         self.http_free = done;
         self.origin_sent += n as u64;
