@@ -1896,6 +1896,9 @@ impl Peer {
         let mut unassigned = false;
         let mut asks: BTreeMap<PeerId, Vec<u16>> = BTreeMap::new();
         let mut counts: BTreeMap<PeerId, usize> = BTreeMap::new();
+        // Who holds the chunk does not change while its pieces are assigned: look it up once
+        // (each look-up asks every neighbour's set), and only if a piece needs pulling.
+        let mut holders: Option<Vec<(&PeerId, &Neighbour)>> = None;
         for i in missing {
             let s = ((seq + i as u64) % k) as usize;
             let parent = self.parents[s];
@@ -1905,8 +1908,9 @@ impl Peer {
             {
                 continue;
             }
-            let pick = self
-                .holders(seq)
+            let pick = holders
+                .get_or_insert_with(|| self.holders(seq).collect())
+                .iter()
                 .filter(|(id, n)| {
                     n.requests + counts.get(*id).copied().unwrap_or(0) < MAX_REQUESTS_PER_PEER
                 })
@@ -1917,7 +1921,7 @@ impl Peer {
                         .total_cmp(&holder_cost(b, cb))
                         .then(a_id.cmp(b_id))
                 })
-                .map(|(id, _)| *id);
+                .map(|(id, _)| **id);
             match pick {
                 Some(h) => {
                     *counts.entry(h).or_default() += 1;
