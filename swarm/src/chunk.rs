@@ -299,6 +299,11 @@ impl Chunk {
         w.into_inner()
     }
 
+    /// Length of [`Chunk::to_framed`]'s output, without building it.
+    pub fn framed_len(&self) -> usize {
+        4 + self.header.encoded_len() + self.bytes.len()
+    }
+
     /// Parses [`Chunk::to_framed`]'s output and checks it against `key`: the signature, the
     /// length and the SHA-256 of the bytes.
     pub fn from_framed(body: &[u8], key: &VerifyingKey) -> Result<Chunk, ChunkError> {
@@ -415,6 +420,7 @@ mod tests {
         let header = ChunkHeader::sign(&key(), 9, 1, 2, true, &bytes).unwrap();
         let chunk = Chunk { header, bytes };
         let framed = chunk.to_framed();
+        assert_eq!(framed.len(), chunk.framed_len());
         let vk = key().verifying_key();
         assert_eq!(Chunk::from_framed(&framed, &vk).unwrap(), chunk);
         let mut bad = framed.clone();

@@ -26,7 +26,7 @@ use crate::chunk::{Chunk, ChunkHeader, PIECE_SIZE};
 use crate::config::Config;
 use crate::metrics::{Metrics, Source};
 use crate::store::{Store, Via, MAX_STASHED};
-use crate::wire::{Message, MAP_CHUNKS, NO_DEPTH};
+use crate::wire::{Message, PieceRef, MAP_CHUNKS, NO_DEPTH};
 
 /// A neighbour's id, as the driver (and the signaling server) names it.
 pub type PeerId = u64;
@@ -555,7 +555,11 @@ impl Peer {
     // ----- sending -----
 
     fn send(&mut self, to: PeerId, msg: &Message) {
-        let bytes = msg.encode();
+        self.send_bytes(to, msg.encode());
+    }
+
+    /// Sends one encoded message.
+    fn send_bytes(&mut self, to: PeerId, bytes: Vec<u8>) {
         if let Some(n) = self.neighbours.get_mut(&to) {
             n.in_flight += bytes.len();
             self.in_flight += bytes.len();
@@ -564,17 +568,18 @@ impl Peer {
     }
 
     fn depths(&self) -> Vec<u8> {
+        (0..self.parents.len()).map(|s| self.depth(s)).collect()
+    }
+
+    /// Hops from the origin in substream `s`'s push tree ([`NO_DEPTH`]: cut off from it).
+    fn depth(&self, s: usize) -> u8 {
         if self.cfg.origin {
-            return vec![0; self.parents.len()];
+            return 0;
         }
-        (0..self.parents.len())
-            .map(
-                |s| match self.parents[s].and_then(|p| self.neighbours.get(&p)) {
-                    Some(n) if n.depth(s) < MAX_DEPTH => n.depth(s) + 1,
-                    _ => NO_DEPTH,
-                },
-            )
-            .collect()
+        match self.parents[s].and_then(|p| self.neighbours.get(&p)) {
+            Some(n) if n.depth(s) < MAX_DEPTH => n.depth(s) + 1,
+            _ => NO_DEPTH,
+        }
     }
 
     fn status(&self) -> Message {
@@ -593,10 +598,15 @@ impl Peer {
     /// Tells every neighbour at once when this peer's place in a push tree changed, so
     /// descendants learn of a cut (and nobody picks them as a parent) within one hop's time.
     fn announce_depths(&mut self) {
-        let depths = self.depths();
-        if depths == self.sent_depths {
+        // Runs after every input: compare in place, and build the new list only on a change.
+        let k = self.parents.len();
+        if (0..k)
+            .map(|s| self.depth(s))
+            .eq(self.sent_depths.iter().copied())
+        {
             return;
         }
+        let depths = self.depths();
         let deepest = depths.iter().copied().max().unwrap_or(NO_DEPTH);
         self.sent_depths = depths;
         // The tracker hands shallow peers to newcomers: tell it at once.
@@ -772,15 +782,13 @@ impl Peer {
             if !wanted || !slot.have.get(index as usize).copied().unwrap_or(false) {
                 continue;
             }
-            let msg = Message::Piece {
-                seq,
-                index,
-                data: slot.piece(index as usize).to_vec(),
-            };
-            let len = msg_len(&msg);
+            // Encoded straight from the slot: no copy of the piece besides the message's own.
+            let data = slot.piece(index as usize);
+            let len = data.len();
+            let bytes = Message::encode_piece(seq, index, data);
             self.metrics.bytes_to_peers += len as u64;
             self.tokens -= len as f64;
-            self.send(to, &msg);
+            self.send_bytes(to, bytes);
         }
         if !self.queue.is_empty() && !self.saturated {
             // Blocked by per-link buffers or the cap: count as saturated only if every link
@@ -820,7 +828,13 @@ impl Peer {
         if self.banned.contains(&from) || !self.neighbours.contains_key(&from) {
             return;
         }
-        let msg = match Message::decode(bytes) {
+        // Pieces are most of the traffic: they are read in place, so their data goes from the
+        // message straight to verification and the store, without a copy in between.
+        let decoded = match Message::decode_piece(bytes) {
+            Some(piece) => piece.map(Incoming::Piece),
+            None => Message::decode(bytes).map(Incoming::Other),
+        };
+        let msg = match decoded {
             Ok(m) => m,
             Err(_) => {
                 self.metrics.chunks_rejected += 1;
@@ -831,6 +845,10 @@ impl Peer {
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.last_heard = now;
         }
+        let msg = match msg {
+            Incoming::Piece(p) => return self.on_piece(from, p.seq, p.index, p.data, now),
+            Incoming::Other(msg) => msg,
+        };
         match msg {
             Message::Status {
                 base,
@@ -843,9 +861,18 @@ impl Peer {
                 let floor = self.window_floor();
                 let plausible = self.latest.map_or(u64::MAX, |l| l + MAP_CHUNKS);
                 if let Some(n) = self.neighbours.get_mut(&from) {
-                    for i in 0..MAP_CHUNKS {
+                    // A status mostly repeats what the neighbour already announced: walk what
+                    // is known in the bitmap's span once, and insert only the new chunks.
+                    let mut known = 0u128;
+                    for &seq in n.have.range(base..base.saturating_add(MAP_CHUNKS)) {
+                        known |= 1 << (seq - base);
+                    }
+                    let mut fresh = have & !known;
+                    while fresh != 0 {
+                        let i = fresh.trailing_zeros() as u64;
+                        fresh &= fresh - 1;
                         let seq = base.saturating_add(i);
-                        if have & (1 << i) != 0 && seq >= floor && seq <= plausible {
+                        if seq >= floor && seq <= plausible {
                             n.have.insert(seq);
                         }
                     }
@@ -870,6 +897,7 @@ impl Peer {
                 }
             }
             Message::Header(h) => self.on_header(from, h, now),
+            // (Pieces are read in place above; this arm only keeps the match whole.)
             Message::Piece { seq, index, data } => self.on_piece(from, seq, index, &data, now),
             Message::Request {
                 seq,
@@ -1001,6 +1029,16 @@ impl Peer {
             }
             return;
         };
+        // A piece already held, byte for byte: those bytes passed this very check when they
+        // came, so it is a plain duplicate and needs no second hash (a fifth of what a large
+        // swarm receives). Anything else held is hashed as always, so a forgery of a held
+        // piece is still caught and its sender banned.
+        if slot.have.get(index as usize).copied().unwrap_or(false)
+            && slot.piece(index as usize) == data
+        {
+            self.metrics.duplicate_bytes += data.len() as u64;
+            return;
+        }
         if header.verify_piece(index as usize, data).is_err() {
             self.metrics.chunks_rejected += 1;
             self.drop_peer(from, DropReason::Lying);
@@ -1913,6 +1951,9 @@ impl Peer {
         let mut unassigned = false;
         let mut asks: BTreeMap<PeerId, Vec<u16>> = BTreeMap::new();
         let mut counts: BTreeMap<PeerId, usize> = BTreeMap::new();
+        // Who holds the chunk does not change while its pieces are assigned: look it up once
+        // (each look-up asks every neighbour's set), and only if a piece needs pulling.
+        let mut holders: Option<Vec<(&PeerId, &Neighbour)>> = None;
         for i in missing {
             let s = ((seq + i as u64) % k) as usize;
             let parent = self.parents[s];
@@ -1922,8 +1963,9 @@ impl Peer {
             {
                 continue;
             }
-            let pick = self
-                .holders(seq)
+            let pick = holders
+                .get_or_insert_with(|| self.holders(seq).collect())
+                .iter()
                 .filter(|(id, n)| {
                     n.requests + counts.get(*id).copied().unwrap_or(0) < MAX_REQUESTS_PER_PEER
                 })
@@ -1934,7 +1976,7 @@ impl Peer {
                         .total_cmp(&holder_cost(b, cb))
                         .then(a_id.cmp(b_id))
                 })
-                .map(|(id, _)| *id);
+                .map(|(id, _)| **id);
             match pick {
                 Some(h) => {
                     *counts.entry(h).or_default() += 1;
@@ -2191,11 +2233,10 @@ fn holder_cost(n: &Neighbour, extra: usize) -> f64 {
     }
 }
 
-fn msg_len(msg: &Message) -> usize {
-    match msg {
-        Message::Piece { data, .. } => data.len(),
-        _ => 0,
-    }
+/// A decoded message: a piece read in place, or any other message.
+enum Incoming<'a> {
+    Piece(PieceRef<'a>),
+    Other(Message),
 }
 
 #[cfg(test)]

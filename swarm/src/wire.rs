@@ -27,6 +27,18 @@ const T_ACCEPT: u8 = 8;
 const T_UNSUBSCRIBE: u8 = 9;
 const T_CANCEL: u8 = 10;
 
+/// A piece message read in place: its data borrows the message's bytes
+/// (see [`Message::decode_piece`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PieceRef<'a> {
+    /// The chunk.
+    pub seq: u64,
+    /// Piece index within the chunk.
+    pub index: u16,
+    /// The piece's bytes.
+    pub data: &'a [u8],
+}
+
 /// One message between two peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -134,12 +146,7 @@ impl Message {
                 w.u8(T_HEADER);
                 h.encode(&mut w);
             }
-            Message::Piece { seq, index, data } => {
-                w.u8(T_PIECE);
-                w.u64(*seq);
-                w.u16(*index);
-                w.bytes(data);
-            }
+            Message::Piece { seq, index, data } => write_piece(&mut w, *seq, *index, data),
             Message::Request {
                 seq,
                 header,
@@ -177,6 +184,29 @@ impl Message {
             }
         }
         w.into_inner()
+    }
+
+    /// Encodes a piece message straight from borrowed data: the same bytes as encoding a
+    /// [`Message::Piece`], without first copying the data into one (pieces are most of the
+    /// traffic, and each copy of them costs).
+    pub fn encode_piece(seq: u64, index: u16, data: &[u8]) -> Vec<u8> {
+        let mut w = Writer::with_capacity(12 + data.len());
+        w.u8(VERSION);
+        write_piece(&mut w, seq, index, data);
+        w.into_inner()
+    }
+
+    /// Reads a piece message in place: `None` if `bytes` are not a piece message (decode
+    /// those with [`Message::decode`]), otherwise the piece, borrowing its data from `bytes`,
+    /// or the error [`Message::decode`] would have failed with.
+    pub fn decode_piece(bytes: &[u8]) -> Option<Result<PieceRef<'_>, DecodeError>> {
+        if bytes.get(..2) != Some(&[VERSION, T_PIECE]) {
+            return None;
+        }
+        if bytes.len() > MAX_MESSAGE {
+            return Some(Err(DecodeError::TooLarge));
+        }
+        Some(read_piece(&mut Reader::new(&bytes[2..])))
     }
 
     fn encoded_len_hint(&self) -> usize {
@@ -222,15 +252,7 @@ impl Message {
             T_HAVE => Message::Have { seq: r.u64()? },
             T_HEADER => Message::Header(ChunkHeader::decode(&mut r)?),
             T_PIECE => {
-                let seq = r.u64()?;
-                let index = r.u16()?;
-                if index as usize >= MAX_PIECES {
-                    return Err(DecodeError::Invalid("piece index"));
-                }
-                let data = r.rest();
-                if data.len() > PIECE_SIZE {
-                    return Err(DecodeError::TooLarge);
-                }
+                let PieceRef { seq, index, data } = read_piece(&mut r)?;
                 Message::Piece {
                     seq,
                     index,
@@ -280,6 +302,28 @@ impl Message {
         r.finish()?;
         Ok(msg)
     }
+}
+
+/// Writes a piece message's type and fields (after the version byte).
+fn write_piece(w: &mut Writer, seq: u64, index: u16, data: &[u8]) {
+    w.u8(T_PIECE);
+    w.u64(seq);
+    w.u16(index);
+    w.bytes(data);
+}
+
+/// Reads a piece message's fields (after its version and type bytes), to the end of `r`.
+fn read_piece<'a>(r: &mut Reader<'a>) -> Result<PieceRef<'a>, DecodeError> {
+    let seq = r.u64()?;
+    let index = r.u16()?;
+    if index as usize >= MAX_PIECES {
+        return Err(DecodeError::Invalid("piece index"));
+    }
+    let data = r.rest();
+    if data.len() > PIECE_SIZE {
+        return Err(DecodeError::TooLarge);
+    }
+    Ok(PieceRef { seq, index, data })
 }
 
 #[cfg(test)]
@@ -364,6 +408,35 @@ mod tests {
         }
 
         #[test]
+        fn pieces_read_in_place_as_decode_reads_them(msg in message_strategy()) {
+            let bytes = msg.encode();
+            match (&msg, Message::decode_piece(&bytes)) {
+                (Message::Piece { seq, index, data }, Some(Ok(p))) => {
+                    prop_assert_eq!((p.seq, p.index, p.data), (*seq, *index, &data[..]));
+                    prop_assert_eq!(Message::encode_piece(*seq, *index, data), bytes);
+                }
+                (Message::Piece { .. }, other) => prop_assert!(false, "piece read as {:?}", other),
+                (_, got) => prop_assert!(got.is_none()),
+            }
+        }
+
+        #[test]
+        fn decode_piece_fails_as_decode_fails(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let mut bytes = bytes;
+            if bytes.len() >= 2 {
+                bytes[0] = VERSION;
+                bytes[1] = T_PIECE;
+            }
+            if let Some(p) = Message::decode_piece(&bytes) {
+                let d = Message::decode(&bytes);
+                prop_assert_eq!(p.map(|p| (p.seq, p.index, p.data.to_vec())), d.map(|m| match m {
+                    Message::Piece { seq, index, data } => (seq, index, data),
+                    other => panic!("a piece decoded as {other:?}"),
+                }));
+            }
+        }
+
+        #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = Message::decode(&bytes);
         }
@@ -392,6 +465,13 @@ mod tests {
         assert_eq!(
             Message::decode(&vec![VERSION; MAX_MESSAGE + 1]),
             Err(DecodeError::TooLarge)
+        );
+        let mut big = vec![0; MAX_MESSAGE + 1];
+        big[..2].copy_from_slice(&[VERSION, T_PIECE]);
+        assert_eq!(Message::decode(&big), Err(DecodeError::TooLarge));
+        assert_eq!(
+            Message::decode_piece(&big),
+            Some(Err(DecodeError::TooLarge))
         );
         let mut have = Message::Have { seq: 3 }.encode();
         have.push(0);
