@@ -256,6 +256,13 @@ impl Neighbour {
     fn depth(&self, s: usize) -> u8 {
         self.depths.get(s).copied().unwrap_or(NO_DEPTH)
     }
+
+    /// A request to it went unanswered: it is slower than we thought (or sends nothing at
+    /// all), and one strike nearer to being dropped as useless.
+    fn strike(&mut self) {
+        self.strikes += 1;
+        self.rate *= 0.7;
+    }
 }
 
 /// Where playback stands.
@@ -1294,16 +1301,13 @@ impl Peer {
                 .iter()
                 .find_map(|&s| self.weak_root(s).filter(|&r| r != from).map(|r| (s, r)))
             {
+                // The freed slot goes straight to the asker: load and spare stay as they were.
                 self.stop_serving(weak, s);
                 if let Some(n) = self.neighbours.get_mut(&weak) {
                     n.avoid_mask |= 1 << s;
                     n.avoid_until = now + AVOID_FOR;
                 }
-                load[s] -= 1;
-                spare += 1;
                 added |= 1 << s;
-                load[s] += 1;
-                spare -= 1;
                 held += 1;
             }
         }
@@ -1908,8 +1912,7 @@ impl Peer {
                     return;
                 }
                 if let Some(n) = self.neighbours.get_mut(&p) {
-                    n.strikes += 1;
-                    n.rate *= 0.7;
+                    n.strike();
                 }
             }
             let slot = self.store.entry(seq, now);
@@ -1936,9 +1939,7 @@ impl Peer {
         for p in expired {
             if let Some(n) = self.neighbours.get_mut(&p) {
                 n.requests = n.requests.saturating_sub(1);
-                n.strikes += 1;
-                // Unanswered: it is slower than we thought (or sends nothing at all).
-                n.rate *= 0.7;
+                n.strike();
             }
         }
         let Some(slot) = self.store.get(seq) else {
@@ -2033,12 +2034,14 @@ impl Peer {
         // Neighbours that already failed a request are not believed: a newcomer among
         // liars that announce every chunk at once would otherwise keep asking them for the
         // newest one, 0.9 s a try (`hostile`: viewers joining mid-run took 12-50 s to start).
-        let credible = |n: &Neighbour| n.latest > 0 && n.strikes == 0;
-        let any_credible = self.neighbours.values().any(credible);
+        let any_credible = self
+            .neighbours
+            .values()
+            .any(|n| n.latest > 0 && n.strikes == 0);
         let mut claims: Vec<(u64, PeerId)> = self
             .neighbours
             .iter()
-            .filter(|(_, n)| n.latest > 0 && (credible(n) || !any_credible))
+            .filter(|(_, n)| n.latest > 0 && (n.strikes == 0 || !any_credible))
             .map(|(id, n)| (n.latest, *id))
             .collect();
         if claims.is_empty() {
@@ -2053,8 +2056,7 @@ impl Peer {
             if now >= at {
                 self.start_asked = None;
                 if let Some(n) = self.neighbours.get_mut(&p) {
-                    n.strikes += 1;
-                    n.rate *= 0.7;
+                    n.strike();
                 }
             }
         }
@@ -2071,8 +2073,7 @@ impl Peer {
                 self.start_asked = None;
             }
             if let Some(n) = self.neighbours.get_mut(&p) {
-                n.strikes += 1;
-                n.rate *= 0.7;
+                n.strike();
             }
         }
         if let Some(h) = self.best_holder(seq, failed) {

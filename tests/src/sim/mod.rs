@@ -160,6 +160,15 @@ enum Ev {
     Sample,
 }
 
+/// `ok` of `due` as a share (1 when nothing was due).
+fn share(ok: u64, due: u64) -> f64 {
+    if due == 0 {
+        1.0
+    } else {
+        ok as f64 / due as f64
+    }
+}
+
 /// Puts a message of `n` bytes (plus packet overhead) through a serialising queue that is
 /// free from `*free` on and runs at `rate` bytes per second; returns when it has passed.
 fn serialise(free: &mut Time, now: Time, rate: f64, n: usize) -> Time {
@@ -243,6 +252,8 @@ pub struct Sim {
     quiet: bool,
     trace_tree: bool,
     debug: bool,
+    /// `SIM_TREES=S`: print every node's place in the push trees each second of the first S.
+    trees_s: Option<f64>,
     /// (time, via HTTP, delivery delay) of every completion, when debugging.
     completions: Vec<(Time, bool, f64)>,
     /// The seeder's upload cap, bytes per second (reserved on the origin's link).
@@ -285,6 +296,7 @@ impl Sim {
             trace: Fingerprint::default(),
             quiet: false,
             trace_tree: std::env::var_os("SIM_TRACE").is_some(),
+            trees_s: std::env::var("SIM_TREES").ok().and_then(|v| v.parse().ok()),
             debug: std::env::var_os("SIM_DEBUG").is_some(),
             completions: Vec::new(),
             seeder_cap: 0,
@@ -824,11 +836,7 @@ impl Sim {
             }
         }
         let t = self.now as f64 / SEC;
-        // `SIM_TREES=S`: every node's place in the push trees, each second of the first S.
-        let trees_s = std::env::var("SIM_TREES")
-            .ok()
-            .and_then(|v| v.parse::<f64>().ok());
-        if trees_s.is_some_and(|s| t <= s) {
+        if self.trees_s.is_some_and(|s| t <= s) {
             for (i, n) in self.nodes.iter().enumerate() {
                 eprintln!(
                     "TREE t={t} node={i} alive={} up={:.2} joined={:.2} {} latest={:?}",
@@ -848,11 +856,7 @@ impl Sim {
                 t,
                 alive,
                 self.origin_sent as f64 * 8.0 / t.max(1.0) / 1e6,
-                if due == 0 {
-                    1.0
-                } else {
-                    ok as f64 / due as f64
-                },
+                share(ok, due),
                 self.order,
             );
         }
@@ -1054,13 +1058,6 @@ impl Sim {
             join_due += d;
             join_ok += o;
         }
-        let share = |ok: u64, due: u64| {
-            if due == 0 {
-                1.0
-            } else {
-                ok as f64 / due as f64
-            }
-        };
         let mean_viewers = self.viewer_seconds / self.sc.duration_s;
         let pct = |v: &mut Vec<f64>, p: f64| -> f64 {
             if v.is_empty() {
