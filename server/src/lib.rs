@@ -145,11 +145,14 @@ pub async fn serve(
         app.media
             .channels()
             .map(|channel| {
+                let media = app.media.clone();
+                let name = channel.name().to_owned();
                 tokio::spawn(peer::seeder::run(
                     Arc::clone(channel),
                     addr,
                     app.signal.seeder_token().to_owned(),
                     app.seeder.clone(),
+                    Arc::new(move || media.viewers(&name)),
                 ))
             })
             .collect()

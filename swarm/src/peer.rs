@@ -444,6 +444,12 @@ impl Peer {
         )
     }
 
+    /// Changes the upload cap (`None`: unbounded; `Some(0)`: consume-only). Children beyond
+    /// what the new cap carries are shed at the next tick, newest first.
+    pub fn set_upload_limit(&mut self, limit: Option<u64>) {
+        self.cfg.upload_limit = limit;
+    }
+
     /// Upload capacity estimate in bytes per second, once measured.
     pub fn upload_capacity(&self) -> Option<f64> {
         self.capacity
@@ -1274,6 +1280,60 @@ impl Peer {
         }
         self.served += added.count_ones() as usize;
         self.send(from, &Message::Accept { mask: serving });
+        if added != 0 {
+            self.catch_up(from, added);
+        }
+    }
+
+    /// Gives a new child of substreams `mask` what it would have had from us had it
+    /// subscribed earlier: our pieces of those substreams for the newest chunk we hold
+    /// complete and every newer one it lacks (with the headers it has not seen). Otherwise
+    /// the pieces that came before the subscription are pulled by the child after
+    /// `Config::push_grace`, and a newcomer starts at the live edge and waits for it to come
+    /// down the whole tree (`flash`: 2.2 s on average between its first header and its first
+    /// complete chunk). With it, a newcomer starts at a chunk its parent already holds.
+    fn catch_up(&mut self, child: PeerId, mask: u16) {
+        let (Some(latest), Some(n)) = (self.latest, self.neighbours.get(&child)) else {
+            return;
+        };
+        let k = self.parents.len() as u64;
+        let newest_complete = self
+            .store
+            .slots
+            .range(..=latest)
+            .rev()
+            .find(|(_, s)| s.is_complete())
+            .map_or(latest, |(&seq, _)| seq);
+        // What the child announced is remote input: it may claim to be ahead of us.
+        let from = newest_complete.max(n.have.last().map_or(0, |&h| h.saturating_add(1)));
+        if from > latest {
+            return;
+        }
+        let their_latest = n.latest;
+        let mut headers = Vec::new();
+        let mut pieces = Vec::new();
+        for (&seq, slot) in self.store.slots.range(from..=latest) {
+            let Some(h) = slot.header.as_ref() else {
+                continue;
+            };
+            if n.have.contains(&seq) {
+                continue;
+            }
+            if seq > their_latest {
+                headers.push(Message::Header(h.clone()));
+            }
+            for (i, _) in slot.have.iter().enumerate().filter(|(_, &held)| held) {
+                if mask & (1 << ((seq + i as u64) % k)) != 0 {
+                    pieces.push((seq, i as u16));
+                }
+            }
+        }
+        for h in headers {
+            self.send(child, &h);
+        }
+        for (seq, i) in pieces {
+            self.enqueue(child, seq, i, true);
+        }
     }
 
     /// The origin's choice of roots: every substream rooted at least once before any is
@@ -2355,6 +2415,47 @@ mod tests {
             t + 10,
         );
         assert!(drain(&mut o).contains(&(1, Message::Accept { mask: 0 })));
+    }
+
+    #[test]
+    fn a_new_child_gets_the_newest_chunk_its_parent_already_holds() {
+        let signer = SigningKey::from_bytes(&[9; 32]);
+        let mut o = Peer::new(Config::origin(None), key(), 0, 1);
+        // Three pieces: 0 and 2 travel in substream 0, 1 in substream 1.
+        let bytes = vec![7u8; 2 * crate::chunk::PIECE_SIZE + 100];
+        let header = ChunkHeader::sign(&signer, 4, 1_000, 500_000, true, &bytes).unwrap();
+        o.handle(Input::Publish(Chunk { header, bytes }), 1_000);
+        o.handle(
+            Input::Connected {
+                peer: 1,
+                seeder: false,
+            },
+            2_000,
+        );
+        drain(&mut o);
+        // The child subscribes after chunk 4 was cut and pushed to nobody.
+        o.handle(
+            Input::Message {
+                from: 1,
+                bytes: &Message::Subscribe { mask: 1 }.encode(),
+            },
+            3_000,
+        );
+        let sent: Vec<Message> = drain(&mut o).into_iter().map(|(_, m)| m).collect();
+        assert!(sent.contains(&Message::Accept { mask: 1 }), "{sent:?}");
+        assert!(
+            sent.iter()
+                .any(|m| matches!(m, Message::Header(h) if h.seq == 4)),
+            "{sent:?}"
+        );
+        let pieces: Vec<(u64, u16)> = sent
+            .iter()
+            .filter_map(|m| match m {
+                Message::Piece { seq, index, .. } => Some((*seq, *index)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pieces, vec![(4, 0), (4, 2)], "only substream 0's pieces");
     }
 
     #[test]

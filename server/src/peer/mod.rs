@@ -72,6 +72,9 @@ pub struct PeerOptions {
     pub corrupt_pieces: bool,
     /// Reconnect to signaling after it drops (a fresh swarm peer each time).
     pub reconnect: bool,
+    /// A new upload cap to apply while running (the seeder's follows the audience), checked
+    /// once a second.
+    pub upload_limit: Option<watch::Receiver<Option<u64>>>,
 }
 
 impl PeerOptions {
@@ -88,6 +91,7 @@ impl PeerOptions {
             seeder_token: None,
             corrupt_pieces: false,
             reconnect: true,
+            upload_limit: None,
         }
     }
 }

@@ -20,7 +20,9 @@ use crate::media::Channel;
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct SeederOptions {
     /// The origin seeder's upload cap per channel, in bits per second with an optional k, M
-    /// or G suffix (`2500k`). Default: 1.25 times the channel's measured bitrate.
+    /// or G suffix (`2500k`). Default: the channel's measured bitrate times 1.25 for a small
+    /// audience, growing to 3 at 30 viewers (`swarm::Config::seeder_copies`: more roots make
+    /// shallower push trees that one departing viewer cannot cut off whole).
     #[arg(long, value_parser = super::parse_rate)]
     pub seeder_upload_limit: Option<u64>,
     /// Run no origin seeder (viewers then get chunks only from each other and over HTTP).
@@ -32,11 +34,22 @@ pub struct SeederOptions {
     pub seeder_udp_addrs: Vec<String>,
 }
 
-/// The default cap in copies of the stream: a little over one, so the swarm carries the rest.
-const DEFAULT_COPIES: f64 = 1.25;
+/// How often the default cap is recomputed from the audience.
+const CAP_EVERY: Duration = Duration::from_secs(2);
+
+/// The number of viewers a channel has now.
+pub type Viewers = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Runs the seeder of `channel` for a server listening on `addr`, forever (reconnecting).
-pub async fn run(channel: Arc<Channel>, addr: SocketAddr, token: String, opts: SeederOptions) {
+/// Without a configured cap, its upload follows the audience (`Config::seeder_copies`
+/// copies of the stream for `viewers()` viewers).
+pub async fn run(
+    channel: Arc<Channel>,
+    addr: SocketAddr,
+    token: String,
+    opts: SeederOptions,
+    viewers: Viewers,
+) {
     let host = if addr.ip().is_unspecified() {
         SocketAddr::from(([127, 0, 0, 1], addr.port()))
     } else {
@@ -53,9 +66,25 @@ pub async fn run(channel: Arc<Channel>, addr: SocketAddr, token: String, opts: S
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
+        let cap_for =
+            move |b: f64, viewers: u64| (b * Config::seeder_copies(viewers as usize)) as u64;
         let cap = opts
             .seeder_upload_limit
-            .or_else(|| bitrate.map(|b| (b * DEFAULT_COPIES) as u64));
+            .or_else(|| bitrate.map(|b| cap_for(b, viewers())));
+        let (cap_tx, cap_rx) = watch::channel(cap);
+        let follow = match (opts.seeder_upload_limit, bitrate) {
+            (None, Some(b)) => {
+                let viewers = Arc::clone(&viewers);
+                Some(tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(CAP_EVERY).await;
+                        let cap = Some(cap_for(b, viewers()));
+                        cap_tx.send_if_modified(|c| std::mem::replace(c, cap) != cap);
+                    }
+                }))
+            }
+            _ => None,
+        };
         let mut config = Config::origin(cap);
         if let Some(b) = bitrate {
             config.bitrate_hint = b;
@@ -76,11 +105,15 @@ pub async fn run(channel: Arc<Channel>, addr: SocketAddr, token: String, opts: S
             seeder_token: Some(token.clone()),
             corrupt_pieces: false,
             reconnect: false,
+            upload_limit: Some(cap_rx),
         };
         tracing::info!(channel = channel.name(), cap, "origin seeder starting");
         let counter = count_upload(Arc::clone(&channel), stats_rx);
         let _ = super::run(peer_opts, std::future::pending()).await;
         counter.abort();
+        if let Some(f) = follow {
+            f.abort();
+        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

@@ -183,7 +183,15 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
                 let now = s.now();
                 s.peer.handle(Input::Timeout, now);
             }
-            _ = stats_tick.tick() => s.publish_stats(),
+            _ = stats_tick.tick() => {
+                if let Some(rx) = s.opts.upload_limit.as_mut() {
+                    if rx.has_changed().unwrap_or(false) {
+                        let limit = *rx.borrow_and_update();
+                        s.peer.set_upload_limit(limit);
+                    }
+                }
+                s.publish_stats();
+            }
             _ = print_tick.tick() => s.print_stats(),
         }
         s.drain();

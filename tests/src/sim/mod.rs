@@ -258,6 +258,8 @@ pub struct Sim {
     completions: Vec<(Time, bool, f64)>,
     /// The seeder's upload cap, bytes per second (reserved on the origin's link).
     seeder_cap: u64,
+    /// `SIM_SEEDER_COPIES`: the seeder's cap in copies, fixed.
+    fixed_copies: Option<f64>,
     /// When the origin's HTTP queue drains.
     http_free: Time,
     http_refused: u64,
@@ -300,6 +302,7 @@ impl Sim {
             debug: std::env::var_os("SIM_DEBUG").is_some(),
             completions: Vec::new(),
             seeder_cap: 0,
+            fixed_copies: None,
             http_free: 0,
             http_refused: 0,
         };
@@ -318,13 +321,13 @@ impl Sim {
     }
 
     fn add_origin(&mut self) {
-        // The seeder's upload cap: a little over one copy of the stream. The swarm carries
-        // the rest; the HTTP fallback shares the origin's link on top.
-        // `SIM_SEEDER_COPIES` overrides it for experiments.
-        let copies = std::env::var("SIM_SEEDER_COPIES")
+        // The seeder's upload cap follows the audience as the server's does
+        // (`Config::seeder_copies`); the swarm carries the rest and the HTTP fallback shares
+        // the origin's link on top. `SIM_SEEDER_COPIES` fixes it for experiments.
+        self.fixed_copies = std::env::var("SIM_SEEDER_COPIES")
             .ok()
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(1.25);
+            .and_then(|v| v.parse::<f64>().ok());
+        let copies = self.fixed_copies.unwrap_or(Config::seeder_copies(0));
         let cap = self.bytes_per_s(copies) as u64;
         self.seeder_cap = cap;
         let cfg = Config {
@@ -421,6 +424,19 @@ impl Sim {
             cfg.push_grace = ms * 1000;
         }
         cfg
+    }
+
+    /// Sets the seeder's cap for the current audience (after every join and leave).
+    fn update_seeder_cap(&mut self) {
+        if self.fixed_copies.is_some() || self.nodes.is_empty() {
+            return;
+        }
+        let viewers = self.nodes[1..].iter().filter(|n| n.alive).count();
+        let cap = self.bytes_per_s(Config::seeder_copies(viewers)) as u64;
+        if cap != self.seeder_cap {
+            self.seeder_cap = cap;
+            self.nodes[ORIGIN].peer.set_upload_limit(Some(cap));
+        }
     }
 
     fn join(&mut self) {
@@ -961,8 +977,14 @@ impl Sim {
                         self.drain(node);
                     }
                 }
-                Ev::Join => self.join(),
-                Ev::Leave => self.leave(),
+                Ev::Join => {
+                    self.join();
+                    self.update_seeder_cap();
+                }
+                Ev::Leave => {
+                    self.leave();
+                    self.update_seeder_cap();
+                }
                 Ev::TrackerLeave(id) => {
                     self.tracker.leave(id as PeerId);
                 }
