@@ -72,10 +72,13 @@ pub struct PeerOptions {
     pub corrupt_pieces: bool,
     /// Reconnect to signaling after it drops (a fresh swarm peer each time).
     pub reconnect: bool,
-    /// A new upload cap to apply while running (the seeder's follows the audience), checked
+    /// The upload cap to follow while running (the seeder's follows the audience), read
     /// once a second.
-    pub upload_limit: Option<watch::Receiver<Option<u64>>>,
+    pub upload_limit: Option<UploadLimit>,
 }
+
+/// Computes a peer's upload cap now, in bytes per second (`None`: unbounded).
+pub type UploadLimit = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 
 impl PeerOptions {
     /// A relay peer for `channel` on `server`, on loopback, with default settings.

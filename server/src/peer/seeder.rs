@@ -13,7 +13,7 @@ use std::time::Duration;
 use swarm::Config;
 use tokio::sync::watch;
 
-use super::{PeerOptions, PeerStats};
+use super::{PeerOptions, PeerStats, UploadLimit};
 use crate::media::Channel;
 
 /// Options of the origin seeder (`shoal serve` flags).
@@ -33,9 +33,6 @@ pub struct SeederOptions {
     #[arg(long = "seeder-udp-addr", value_name = "ADDR")]
     pub seeder_udp_addrs: Vec<String>,
 }
-
-/// How often the default cap is recomputed from the audience.
-const CAP_EVERY: Duration = Duration::from_secs(2);
 
 /// The number of viewers a channel has now.
 pub type Viewers = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -66,25 +63,19 @@ pub async fn run(
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         };
-        let cap_for =
-            move |b: f64, viewers: u64| (b * Config::seeder_copies(viewers as usize)) as u64;
-        let cap = opts
-            .seeder_upload_limit
-            .or_else(|| bitrate.map(|b| cap_for(b, viewers())));
-        let (cap_tx, cap_rx) = watch::channel(cap);
-        let follow = match (opts.seeder_upload_limit, bitrate) {
+        // A configured cap is fixed; the default follows the audience.
+        let follow: Option<UploadLimit> = match (opts.seeder_upload_limit, bitrate) {
             (None, Some(b)) => {
                 let viewers = Arc::clone(&viewers);
-                Some(tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(CAP_EVERY).await;
-                        let cap = Some(cap_for(b, viewers()));
-                        cap_tx.send_if_modified(|c| std::mem::replace(c, cap) != cap);
-                    }
+                Some(Arc::new(move || {
+                    Some((b * Config::seeder_copies(viewers() as usize)) as u64)
                 }))
             }
             _ => None,
         };
+        let cap = opts
+            .seeder_upload_limit
+            .or_else(|| follow.as_ref().and_then(|f| f()));
         let mut config = Config::origin(cap);
         if let Some(b) = bitrate {
             config.bitrate_hint = b;
@@ -105,15 +96,12 @@ pub async fn run(
             seeder_token: Some(token.clone()),
             corrupt_pieces: false,
             reconnect: false,
-            upload_limit: Some(cap_rx),
+            upload_limit: follow,
         };
         tracing::info!(channel = channel.name(), cap, "origin seeder starting");
         let counter = count_upload(Arc::clone(&channel), stats_rx);
         let _ = super::run(peer_opts, std::future::pending()).await;
         counter.abort();
-        if let Some(f) = follow {
-            f.abort();
-        }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

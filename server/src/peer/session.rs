@@ -184,9 +184,8 @@ pub(super) async fn run(opts: &mut PeerOptions, sessions: u64) -> Result<(), Str
                 s.peer.handle(Input::Timeout, now);
             }
             _ = stats_tick.tick() => {
-                if let Some(rx) = s.opts.upload_limit.as_mut() {
-                    if rx.has_changed().unwrap_or(false) {
-                        let limit = *rx.borrow_and_update();
+                if let Some(limit) = s.opts.upload_limit.as_ref().map(|f| f()) {
+                    if s.peer.config().upload_limit != limit {
                         s.peer.set_upload_limit(limit);
                     }
                 }

@@ -428,7 +428,7 @@ impl Sim {
 
     /// Sets the seeder's cap for the current audience (after every join and leave).
     fn update_seeder_cap(&mut self) {
-        if self.fixed_copies.is_some() || self.nodes.is_empty() {
+        if self.fixed_copies.is_some() {
             return;
         }
         let viewers = self.nodes[1..].iter().filter(|n| n.alive).count();
