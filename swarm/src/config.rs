@@ -12,6 +12,10 @@ pub struct Config {
     pub substreams: usize,
     /// How far behind the live edge playback is held, in microseconds.
     pub target_delay: Time,
+    /// Extra delay a viewer's playback starts with, beyond `target_delay`, in microseconds:
+    /// a newcomer's first seconds, before its place in the push trees settles, are the
+    /// likeliest to stall. Shed afterwards by a gentle catch-up while chunks arrive early.
+    pub start_buffer: Time,
     /// Seconds of chunks kept behind the live edge for neighbours that are behind.
     pub window: Time,
     /// Upload cap in bytes per second (`Some(0)`: consume-only, never uploads).
@@ -43,6 +47,7 @@ impl Default for Config {
             target_neighbours: 8,
             substreams: 2,
             target_delay: 1_500_000,
+            start_buffer: 2_000_000,
             window: 20_000_000,
             upload_limit: None,
             play: true,

@@ -42,7 +42,8 @@ pub struct Metrics {
     pub stalls: u64,
     /// Total stalled time, microseconds.
     pub stall_time: Time,
-    /// Time from the peer's start to its first playable chunk, microseconds.
+    /// Time from the peer's start to its first frame (when the playout clock reaches the
+    /// first chunk, start buffer included), microseconds.
     pub startup: Option<Time>,
     /// Recent delivery delays (chunk complete minus estimated publication), microseconds.
     pub recent_delivery: Vec<Time>,

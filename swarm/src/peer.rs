@@ -191,6 +191,13 @@ const QUIET_CHILD: Time = 2_500_000;
 const WEAK_ROOT_AFTER: Time = 2_000_000;
 /// Pieces pushed to a child are dropped from the queue after this long.
 const PUSH_STALE: Time = 3_000_000;
+/// How much faster than real time the playout clock runs while it catches up, per mille
+/// (the browser follows it with a playbackRate of at most 1.05, `wasm-client/src/media.rs`).
+const CATCH_UP_RATE_PM: u64 = 50;
+/// Playback catches up only while the chunks due within this long are all held.
+const CATCH_UP_AHEAD: Time = 3_000_000;
+/// Excess delay below which playback does not bother to catch up.
+const CATCH_UP_DEAD_ZONE: Time = 120_000;
 
 /// Per-neighbour state.
 #[derive(Debug)]
@@ -274,6 +281,8 @@ struct Playout {
     anchor_ts: u64,
     /// Next chunk to come due.
     head: u64,
+    /// When the playout clock was last moved towards the target delay.
+    caught_up_at: Time,
 }
 
 /// One swarm peer. See the crate docs for how to drive it.
@@ -2158,6 +2167,41 @@ impl Peer {
 
     // ----- playback -----
 
+    /// Moves the playout clock gently (at most [`CATCH_UP_RATE`] faster than real time)
+    /// towards the target delay while the next [`CATCH_UP_AHEAD`] of chunks are already
+    /// held: the start buffer and the slack a stall left are shed where the swarm delivers
+    /// with room to spare, and kept where it does not.
+    fn catch_up_playout(&self, p: &mut Playout, now: Time) {
+        let dt = now.saturating_sub(p.caught_up_at);
+        if dt < TICK {
+            return;
+        }
+        p.caught_up_at = now;
+        let Some(offset) = self.edge_offset else {
+            return;
+        };
+        let playing_ts = p.anchor_ts as i64 + (now as i64 - p.anchor_local as i64);
+        let excess = now as i64 - (playing_ts + offset) - self.cfg.target_delay as i64;
+        if excess <= CATCH_UP_DEAD_ZONE as i64 {
+            return;
+        }
+        let mut seq = p.head;
+        loop {
+            let Some(dl) = self.deadline_with(Some(*p), seq) else {
+                return;
+            };
+            if dl > now + CATCH_UP_AHEAD {
+                break;
+            }
+            if !self.store.get(seq).is_some_and(|s| s.is_complete()) {
+                return;
+            }
+            seq += 1;
+        }
+        let step = (dt * CATCH_UP_RATE_PM / 1000).min(excess as Time);
+        p.anchor_local = p.anchor_local.saturating_sub(step);
+    }
+
     /// Emits complete chunks in order for the player.
     fn emit_playable(&mut self) {
         if !self.cfg.play {
@@ -2176,17 +2220,20 @@ impl Peer {
             };
             let seq = self.next_emit;
             if self.playout.is_none() {
-                self.metrics.startup = Some(slot.complete_at.unwrap_or(0) - self.started);
                 let now = slot.complete_at.unwrap_or(0);
                 let target = self
                     .edge_offset
                     .map(|o| header.timestamp_us as i64 + o + self.cfg.target_delay as i64)
                     .unwrap_or(now as i64)
-                    .max(now as i64) as Time;
+                    .max(now as i64) as Time
+                    + self.cfg.start_buffer;
+                // The first frame shows when the playout clock reaches the first chunk.
+                self.metrics.startup = Some(target.saturating_sub(self.started));
                 self.playout = Some(Playout {
                     anchor_local: target,
                     anchor_ts: header.timestamp_us,
                     head: seq,
+                    caught_up_at: target,
                 });
             }
             let bytes = slot.data.clone();
@@ -2243,6 +2290,7 @@ impl Peer {
                         anchor_local: now,
                         anchor_ts: ts,
                         head: to,
+                        caught_up_at: now,
                     };
                     self.next_emit = self.next_emit.max(to);
                 }
@@ -2273,11 +2321,13 @@ impl Peer {
                         anchor_local: anchor as Time,
                         anchor_ts: ts,
                         head: to,
+                        caught_up_at: anchor as Time,
                     };
                     self.next_emit = self.next_emit.max(to);
                 }
             }
         }
+        self.catch_up_playout(&mut p, now);
         self.playout = Some(p);
         self.emit_playable();
     }
@@ -2415,6 +2465,66 @@ mod tests {
             t + 10,
         );
         assert!(drain(&mut o).contains(&(1, Message::Accept { mask: 0 })));
+    }
+
+    /// Plays a viewer for `secs` seconds of a stream of 0.5 s chunks, chunk `seq` reaching
+    /// it (over HTTP) `lag(seq)` after its publication; returns its playback delays, one per
+    /// second.
+    fn play_with_lag(lag: impl Fn(u64) -> Time, secs: u64) -> (Peer, Vec<Time>) {
+        let signer = SigningKey::from_bytes(&[9; 32]);
+        let mut v = Peer::new(Config::default(), key(), 0, 1);
+        let mut arrivals: Vec<(Time, u64)> = (0..secs * 2)
+            .map(|seq| (seq * 500_000 + lag(seq), seq))
+            .collect();
+        arrivals.sort_unstable();
+        let mut delays = Vec::new();
+        let mut now = 0;
+        for (at, seq) in arrivals {
+            // Time passes in 100 ms steps (the peer's own timer) until the chunk arrives.
+            while now + 100_000 <= at {
+                now += 100_000;
+                v.handle(Input::Timeout, now);
+                if now % 1_000_000 == 0 {
+                    delays.extend(v.playback_delay(now));
+                }
+            }
+            let bytes = vec![seq as u8; 100];
+            let header =
+                ChunkHeader::sign(&signer, seq, seq * 500_000, 500_000, true, &bytes).unwrap();
+            let body = Chunk { header, bytes }.to_framed();
+            v.handle(
+                Input::Http {
+                    seq,
+                    body: Some(&body),
+                },
+                at,
+            );
+            while v.poll().is_some() {}
+        }
+        (v, delays)
+    }
+
+    #[test]
+    fn playback_starts_behind_a_buffer_and_sheds_it_while_chunks_come_early() {
+        // Each chunk arrives 0.2 s after publication: the first frame waits for the target
+        // delay (1.5 s) and the start buffer (2 s) behind chunk 0, which arrived at 0.2 s.
+        let (v, delays) = play_with_lag(|_| 200_000, 70);
+        assert_eq!(v.metrics().startup, Some(3_700_000));
+        assert!(delays[5] > 3_300_000, "{delays:?}");
+        // The clock catches up at 5 % while the next 3 s are held, so it stops about 3 s
+        // behind the chunks' arrival: 2.6 s behind the first chunk's, 0.9 s gained.
+        let last = *delays.last().unwrap();
+        assert!((2_400_000..2_900_000).contains(&last), "{delays:?}");
+        assert_eq!(v.metrics().chunks_due, v.metrics().chunks_on_time);
+    }
+
+    #[test]
+    fn playback_keeps_its_buffer_while_some_chunks_come_late() {
+        // Every fourth chunk arrives 3 s late: the next 3 s are never all held, so the clock
+        // never runs fast, and the start buffer absorbs the late ones without a stall.
+        let (v, delays) = play_with_lag(|seq| if seq % 4 == 3 { 3_000_000 } else { 200_000 }, 40);
+        assert!(delays[5..].iter().all(|&d| d >= 3_450_000), "{delays:?}");
+        assert_eq!(v.metrics().chunks_due, v.metrics().chunks_on_time);
     }
 
     #[test]

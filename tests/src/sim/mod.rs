@@ -403,7 +403,8 @@ impl Sim {
     }
 
     /// A viewer's settings: the defaults, with overrides from `SIM_SUBSTREAMS`,
-    /// `SIM_TARGET_DELAY_MS`, `SIM_FALLBACK_MS` and `SIM_PUSH_GRACE_MS` for experiments.
+    /// `SIM_TARGET_DELAY_MS`, `SIM_FALLBACK_MS`, `SIM_PUSH_GRACE_MS` and
+    /// `SIM_START_BUFFER_MS` for experiments.
     fn viewer_config(&self) -> Config {
         let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         let mut cfg = Config {
@@ -422,6 +423,9 @@ impl Sim {
         }
         if let Some(ms) = env("SIM_PUSH_GRACE_MS") {
             cfg.push_grace = ms * 1000;
+        }
+        if let Some(ms) = env("SIM_START_BUFFER_MS") {
+            cfg.start_buffer = ms * 1000;
         }
         cfg
     }
