@@ -66,7 +66,9 @@ pub struct Report {
     pub delivery_p95_s: f64,
     /// 99th percentile.
     pub delivery_p99_s: f64,
-    /// 95th percentile of sampled playback delay behind the live edge, seconds.
+    /// Median of sampled playback delay behind the live edge, seconds.
+    pub playback_delay_p50_s: f64,
+    /// 95th percentile of the same.
     pub playback_delay_p95_s: f64,
     /// Chunks played on time / chunks due, honest peers.
     pub continuity: f64,
@@ -1104,6 +1106,7 @@ impl Sim {
             delivery_p50_s: pct(&mut self.delivery, 50.0),
             delivery_p95_s: pct(&mut self.delivery, 95.0),
             delivery_p99_s: pct(&mut self.delivery, 99.0),
+            playback_delay_p50_s: pct(&mut self.playback, 50.0),
             playback_delay_p95_s: pct(&mut self.playback, 95.0),
             continuity: round(share(ok, due)),
             continuity_joining: round(share(join_ok, join_due)),
