@@ -77,7 +77,8 @@ pub struct Report {
     pub continuity_joining: f64,
     /// See `continuity_joining`.
     pub continuity_settled: f64,
-    /// 95th percentile of join → first playable chunk, seconds.
+    /// 95th percentile of join → first frame (the playout clock reaching the first chunk,
+    /// start buffer included), seconds.
     pub startup_p95_s: f64,
     /// Bytes received that were already held / all chunk bytes received.
     pub duplicate_ratio: f64,
