@@ -290,6 +290,16 @@ struct Playout {
     caught_up_at: Time,
 }
 
+impl Playout {
+    /// How far behind the live edge the clock plays at `now`, given the edge's offset
+    /// (local time minus origin timestamp): the media time playing now, mapped to the local
+    /// time of its publication.
+    fn delay(&self, edge_offset: i64, now: Time) -> i64 {
+        let playing_ts = self.anchor_ts as i64 + (now as i64 - self.anchor_local as i64);
+        now as i64 - (playing_ts + edge_offset)
+    }
+}
+
 /// One swarm peer. See the crate docs for how to drive it.
 #[derive(Debug)]
 pub struct Peer {
@@ -482,11 +492,7 @@ impl Peer {
     /// How far behind the live edge playback runs now, microseconds (players only).
     pub fn playback_delay(&self, now: Time) -> Option<Time> {
         let p = self.playout?;
-        let offset = self.edge_offset?;
-        // The media time playing now, mapped to local time of its publication.
-        let playing_ts = p.anchor_ts as i64 + (now as i64 - p.anchor_local as i64);
-        let published_local = playing_ts + offset;
-        Some((now as i64 - published_local).max(0) as Time)
+        Some(p.delay(self.edge_offset?, now).max(0) as Time)
     }
 
     /// Next output, if any. Drain after every [`Peer::handle`].
@@ -514,8 +520,7 @@ impl Peer {
             Input::PlayerStalled => {
                 if let Some(p) = self.playout.as_mut() {
                     p.anchor_local = p.anchor_local.max(now);
-                    self.metrics.stalls += 1;
-                    self.unsettled_at = now;
+                    self.note_stall(0, now);
                 }
             }
             Input::Timeout => {}
@@ -2198,9 +2203,11 @@ impl Peer {
         if now < self.unsettled_at + CATCH_UP_CALM {
             return;
         }
-        let playing_ts = p.anchor_ts as i64 + (now as i64 - p.anchor_local as i64);
-        let delay = now as i64 - (playing_ts + offset);
+        let delay = p.delay(offset, now);
         let excess = delay - self.cfg.target_delay as i64;
+        if excess <= CATCH_UP_DEAD_ZONE as i64 {
+            return;
+        }
         let slowest = self
             .metrics
             .recent_delivery
@@ -2209,7 +2216,7 @@ impl Peer {
             .max()
             .unwrap_or(0);
         let room = delay - (slowest + CATCH_UP_MARGIN) as i64;
-        if excess <= CATCH_UP_DEAD_ZONE as i64 || room <= 0 {
+        if room <= 0 {
             return;
         }
         let mut seq = p.head;
@@ -2229,6 +2236,13 @@ impl Peer {
             .min(excess as Time)
             .min(room as Time);
         p.anchor_local = p.anchor_local.saturating_sub(step);
+    }
+
+    /// Counts a stall of `length` (0 when the player reported it) and holds off catching up.
+    fn note_stall(&mut self, length: Time, now: Time) {
+        self.metrics.stalls += 1;
+        self.metrics.stall_time += length;
+        self.unsettled_at = now;
     }
 
     /// Emits complete chunks in order for the player.
@@ -2291,9 +2305,7 @@ impl Peer {
                     if done <= dl {
                         self.metrics.chunks_on_time += 1;
                     } else {
-                        self.metrics.stalls += 1;
-                        self.metrics.stall_time += done - dl;
-                        self.unsettled_at = now;
+                        self.note_stall(done - dl, now);
                         p.anchor_local += done - dl;
                     }
                     p.head += 1;
@@ -2313,9 +2325,7 @@ impl Peer {
                     };
                     let skipped = to - p.head;
                     self.metrics.chunks_due += skipped;
-                    self.metrics.stalls += 1;
-                    self.metrics.stall_time += now - dl;
-                    self.unsettled_at = now;
+                    self.note_stall(now - dl, now);
                     self.out
                         .push_back(Output::Event(Event::Skipped { from: p.head, to }));
                     p = Playout {
@@ -2331,9 +2341,7 @@ impl Peer {
         }
         // Far behind the live edge (after long stalls): jump to the newest complete chunk.
         if let (Some(offset), Some(latest)) = (self.edge_offset, self.latest) {
-            let playing_ts = p.anchor_ts as i64 + (now as i64 - p.anchor_local as i64);
-            let behind = now as i64 - (playing_ts + offset);
-            if behind > (self.cfg.target_delay + MAX_EXTRA_DELAY) as i64 {
+            if p.delay(offset, now) > (self.cfg.target_delay + MAX_EXTRA_DELAY) as i64 {
                 let target = (p.head + 1..=latest).rev().find(|&s| {
                     self.store.get(s).is_some_and(|sl| {
                         sl.is_complete() && sl.header.as_ref().is_some_and(|h| h.keyframe)
