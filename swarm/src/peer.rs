@@ -1793,17 +1793,27 @@ impl Peer {
                 if my_depths[s] != NO_DEPTH {
                     self.last_depths[s] = my_depths[s];
                 }
-                // Flatten the tree: move to a neighbour at least two levels shallower.
-                if now < self.parent_since[s] + UPGRADE_AFTER {
+                // A parent cut off from the origin: move at once, but only to a neighbour
+                // shallower than this peer was while fed. Any other may be a descendant
+                // that has not heard of the cut yet, and its subtree would then feed on
+                // itself: in `hostile` seed 2 such a loop cut a whole substream off for
+                // seconds, twice.
+                let cut = my_depths[s] == NO_DEPTH;
+                // Otherwise flatten the tree: move to a neighbour two levels shallower.
+                if !cut && now < self.parent_since[s] + UPGRADE_AFTER {
                     continue;
                 }
-                let mine = my_depths[s];
+                let below = if cut {
+                    self.last_depths[s]
+                } else {
+                    my_depths[s].saturating_sub(1)
+                };
                 let better = self
                     .neighbours
                     .iter()
                     .filter(|(id, n)| {
                         **id != parent
-                            && n.depth(s).saturating_add(1) < mine
+                            && n.depth(s) < below
                             && n.spare > asks.get(*id).copied().unwrap_or(0).count_ones() as u8
                             && n.serving & (1 << s) == 0
                             && !(n.avoid_mask & (1 << s) != 0 && now < n.avoid_until)
@@ -2505,6 +2515,61 @@ mod tests {
             t + 10,
         );
         assert!(drain(&mut o).contains(&(1, Message::Accept { mask: 0 })));
+    }
+
+    #[test]
+    fn a_cut_off_viewer_moves_only_to_a_neighbour_shallower_than_it_was() {
+        let mut v = Peer::new(Config::default(), key(), 0, 1);
+        let hear = |v: &mut Peer, from: PeerId, bytes: &[u8], at: Time| {
+            v.handle(Input::Message { from, bytes }, at);
+        };
+        let connect = |v: &mut Peer, peer: PeerId, at: Time| {
+            v.handle(
+                Input::Connected {
+                    peer,
+                    seeder: false,
+                },
+                at,
+            );
+        };
+        // Peer 1 (depth 1 in both substreams) becomes the viewer's parent for both.
+        connect(&mut v, 1, 0);
+        hear(&mut v, 1, &status(5, vec![1, 1], 2, 0), 0);
+        v.handle(Input::Timeout, 100_000);
+        let sent = drain(&mut v);
+        assert!(
+            sent.contains(&(1, Message::Subscribe { mask: 3 })),
+            "{sent:?}"
+        );
+        hear(&mut v, 1, &Message::Accept { mask: 3 }.encode(), 150_000);
+        v.handle(Input::Timeout, 200_000);
+        hear(&mut v, 1, &status(5, vec![1, 1], 0, 1), 2_000_000);
+        // Peer 2 says it is at depth 3: it may well sit below the viewer (at depth 2).
+        connect(&mut v, 2, 3_300_000);
+        hear(&mut v, 2, &status(5, vec![3, 3], 4, 0), 3_300_000);
+        // Long after the parent was taken, it is cut off from the origin in substream 0.
+        hear(&mut v, 1, &status(6, vec![255, 1], 0, 1), 3_400_000);
+        let mut t = 3_400_000;
+        while t < 4_200_000 {
+            t += 100_000;
+            v.handle(Input::Timeout, t);
+        }
+        let sent = drain(&mut v);
+        assert!(
+            !sent
+                .iter()
+                .any(|(to, m)| *to == 2 && matches!(m, Message::Subscribe { .. })),
+            "a deeper neighbour is no way back to the origin: {sent:?}"
+        );
+        // Peer 3, shallower than the viewer was, is taken at once.
+        connect(&mut v, 3, t);
+        hear(&mut v, 3, &status(6, vec![1, 1], 4, 0), t);
+        v.handle(Input::Timeout, t + 100_000);
+        let sent = drain(&mut v);
+        assert!(
+            sent.contains(&(3, Message::Subscribe { mask: 1 })),
+            "{sent:?}"
+        );
     }
 
     /// Plays a viewer for `secs` seconds of a stream of 0.5 s chunks, chunk `seq` reaching
