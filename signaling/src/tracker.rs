@@ -36,7 +36,11 @@ impl Default for TrackerConfig {
         TrackerConfig {
             initial_neighbours: 6,
             max_neighbours: 20,
-            seeder_neighbours: 4,
+            // Twice the seeder's usual root slots: when a root leaves, viewers that can
+            // take its place are already linked to the seeder. With 4, its links could
+            // all be held by full roots while a substream had none to spare, and nobody
+            // else could reach the seeder for tens of seconds (`hundred` seed 20).
+            seeder_neighbours: 8,
             sample: 48,
         }
     }
