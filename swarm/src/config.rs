@@ -14,7 +14,9 @@ pub struct Config {
     pub target_delay: Time,
     /// Extra delay a viewer's playback starts with, beyond `target_delay`, in microseconds:
     /// a newcomer's first seconds, before its place in the push trees settles, are the
-    /// likeliest to stall. Shed afterwards by a gentle catch-up while chunks arrive early.
+    /// likeliest to stall. In a running swarm the viewer starts that much further back, on
+    /// chunks its neighbours already hold, so its first frame need not wait for it. Shed
+    /// afterwards by a gentle catch-up while chunks arrive early.
     pub start_buffer: Time,
     /// Seconds of chunks kept behind the live edge for neighbours that are behind.
     pub window: Time,

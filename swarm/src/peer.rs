@@ -203,6 +203,9 @@ const CATCH_UP_CALM: Time = 30_000_000;
 const CATCH_UP_MARGIN: Time = 1_000_000;
 /// Excess delay below which playback does not bother to catch up.
 const CATCH_UP_DEAD_ZONE: Time = 120_000;
+/// How long a newcomer in a running swarm gives itself to fetch the chunk it starts playing
+/// from (see [`Peer::start_back`]).
+const START_LEAD: Time = 1_500_000;
 
 /// Per-neighbour state.
 #[derive(Debug)]
@@ -340,6 +343,9 @@ pub struct Peer {
     edge_offset: Option<i64>,
     /// First chunk this peer wants (its join point).
     start: Option<u64>,
+    /// The chunk whose header first told this peer of the live edge. The ones before it
+    /// were history when fetched: their delivery says nothing of this peer's place.
+    live_from: u64,
     /// Before the join point is known: who was asked for the live edge's header, and when
     /// that request times out.
     start_asked: Option<(PeerId, Time)>,
@@ -397,6 +403,7 @@ impl Peer {
             ts_ref: None,
             edge_offset: None,
             start: None,
+            live_from: 0,
             start_asked: None,
             playout: None,
             unsettled_at: 0,
@@ -1017,8 +1024,10 @@ impl Peer {
             self.latest = Some(seq);
         }
         if self.start.is_none() && !self.cfg.origin && h.keyframe {
-            self.start = Some(seq);
-            self.next_emit = seq;
+            let start = self.join_point(&h);
+            self.start = Some(start);
+            self.live_from = seq;
+            self.next_emit = start;
         }
         let k = self.parents.len() as u64;
         let slot = self.store.entry(seq, now);
@@ -1035,6 +1044,48 @@ impl Peer {
         for c in children {
             self.send(c, &msg);
         }
+    }
+
+    /// The chunk a viewer starts from, `h` being the first keyframe header it got. In a
+    /// running swarm it starts [`Peer::start_back`] chunks behind the live edge, on history
+    /// most of its neighbours hold: those chunks come at once, so its start buffer is
+    /// fetched rather than waited for (as an HLS player starts a few segments back). Where
+    /// few hold them (a stream that just began, a swarm that is all newcomers) it starts
+    /// nearer the edge and waits for the buffer instead: pulling scarce history from the
+    /// few who have it, or from the seeder, would starve the push trees.
+    fn join_point(&self, h: &ChunkHeader) -> u64 {
+        let seq = h.seq;
+        // The first header may be stale (a parent's backlog): count back from the live
+        // edge the neighbours report, unless that is far ahead of it.
+        let edge = self
+            .median_claim()
+            .map_or(seq, |(c, _)| c.clamp(seq, seq + ANNOUNCED_AHEAD));
+        let mut start = edge.saturating_sub(self.start_back(h));
+        let viewers = self.neighbours.values().filter(|n| !n.seeder).count();
+        let need = (viewers / 2).max(2);
+        while start < seq
+            && self
+                .neighbours
+                .values()
+                .filter(|n| !n.seeder && n.have.contains(&start))
+                .count()
+                < need
+        {
+            start += 1;
+        }
+        start
+    }
+
+    /// How many chunks behind the live edge a viewer in a running swarm starts: as many as
+    /// its start delay (target plus start buffer) holds beyond [`START_LEAD`], so its first
+    /// frame comes about `START_LEAD` after it hears of the edge. Never past half the window
+    /// neighbours keep; relays do not look back.
+    fn start_back(&self, h: &ChunkHeader) -> u64 {
+        if !self.cfg.play || h.duration_us == 0 {
+            return 0;
+        }
+        let span = (self.cfg.target_delay + self.cfg.start_buffer).saturating_sub(START_LEAD);
+        span.min(self.cfg.window / 2) / h.duration_us as Time
     }
 
     fn drain_stash(&mut self, seq: u64, now: Time) {
@@ -1176,7 +1227,7 @@ impl Peer {
         if http && self.playout.is_some() {
             self.unsettled_at = now;
         }
-        if let Some(offset) = self.edge_offset {
+        if let Some(offset) = self.edge_offset.filter(|_| seq >= self.live_from) {
             let published = ts as i64 + offset;
             self.metrics
                 .record_delivery((now as i64 - published).max(0) as Time);
@@ -1919,8 +1970,15 @@ impl Peer {
                 Some((p.anchor_local as i64 + (ts as i64 - p.anchor_ts as i64)).max(0) as Time)
             }
             None => {
+                // Before the first frame, chunks from the live edge on are fetched as if
+                // played at the target delay, so the buffer is full when playback starts;
+                // the history a viewer starts from is due at its start delay.
                 let offset = self.edge_offset?;
-                Some((ts as i64 + offset + self.cfg.target_delay as i64).max(0) as Time)
+                let mut delay = self.cfg.target_delay;
+                if seq < self.live_from {
+                    delay += self.cfg.start_buffer;
+                }
+                Some((ts as i64 + offset + delay as i64).max(0) as Time)
             }
         }
     }
@@ -2127,25 +2185,9 @@ impl Peer {
         if self.cfg.origin || self.latest.is_some() || now < self.started + 600_000 {
             return;
         }
-        // Neighbours that already failed a request are not believed: a newcomer among
-        // liars that announce every chunk at once would otherwise keep asking them for the
-        // newest one, 0.9 s a try (`hostile`: viewers joining mid-run took 12-50 s to start).
-        let any_credible = self
-            .neighbours
-            .values()
-            .any(|n| n.latest > 0 && n.strikes == 0);
-        let mut claims: Vec<(u64, PeerId)> = self
-            .neighbours
-            .iter()
-            .filter(|(_, n)| n.latest > 0 && (n.strikes == 0 || !any_credible))
-            .map(|(id, n)| (n.latest, *id))
-            .collect();
-        if claims.is_empty() {
+        let Some((seq, _)) = self.median_claim() else {
             return;
-        }
-        claims.sort_unstable();
-        // The median claim: one liar cannot move it far.
-        let (seq, _) = claims[claims.len() / 2];
+        };
         // A request for an older edge that went unanswered is charged too (the median
         // moves on every half second, and a liar asked each time was never struck).
         if let Some((p, at)) = self.start_asked {
@@ -2176,6 +2218,26 @@ impl Peer {
             self.request_header(seq, h, now);
             self.start_asked = Some((h, now + REQUEST_TIMEOUT));
         }
+    }
+
+    /// The median of the newest chunks neighbours say they hold, and who says it: one liar
+    /// cannot move it far. Neighbours that already failed a request are not believed: a
+    /// newcomer among liars that announce every chunk at once would otherwise keep asking
+    /// them for the newest one, 0.9 s a try (`hostile`: viewers joining mid-run took 12-50 s
+    /// to start).
+    fn median_claim(&self) -> Option<(u64, PeerId)> {
+        let any_credible = self
+            .neighbours
+            .values()
+            .any(|n| n.latest > 0 && n.strikes == 0);
+        let mut claims: Vec<(u64, PeerId)> = self
+            .neighbours
+            .iter()
+            .filter(|(_, n)| n.latest > 0 && (n.strikes == 0 || !any_credible))
+            .map(|(id, n)| (n.latest, *id))
+            .collect();
+        claims.sort_unstable();
+        claims.get(claims.len() / 2).copied()
     }
 
     /// Asks `from` for chunk `seq`'s header and remembers when to give up on it.
@@ -2265,6 +2327,12 @@ impl Peer {
         };
         self.next_emit = self.next_emit.max(start);
         while let Some(slot) = self.store.get(self.next_emit) {
+            if self.playout.is_none() && slot.header.as_ref().is_some_and(|h| !h.keyframe) {
+                // Playback starts on a keyframe; the one that set `start` comes later.
+                self.next_emit += 1;
+                self.start = Some(self.next_emit);
+                continue;
+            }
             if !slot.is_complete() {
                 break;
             }
@@ -2273,14 +2341,17 @@ impl Peer {
             };
             let seq = self.next_emit;
             if self.playout.is_none() {
+                // The first frame shows when the playout clock reaches the first chunk: at
+                // the start delay behind the live edge, or once it is here if it came later.
                 let now = slot.complete_at.unwrap_or(0);
                 let target = self
                     .edge_offset
-                    .map(|o| header.timestamp_us as i64 + o + self.cfg.target_delay as i64)
+                    .map(|o| {
+                        let delay = self.cfg.target_delay + self.cfg.start_buffer;
+                        header.timestamp_us as i64 + o + delay as i64
+                    })
                     .unwrap_or(now as i64)
-                    .max(now as i64) as Time
-                    + self.cfg.start_buffer;
-                // The first frame shows when the playout clock reaches the first chunk.
+                    .max(now as i64) as Time;
                 self.metrics.startup = Some(target.saturating_sub(self.started));
                 self.unsettled_at = target;
                 self.playout = Some(Playout {
@@ -2570,6 +2641,97 @@ mod tests {
             sent.contains(&(3, Message::Subscribe { mask: 1 })),
             "{sent:?}"
         );
+    }
+
+    #[test]
+    fn a_newcomer_to_a_running_swarm_starts_on_history_and_fetches_its_buffer() {
+        let signer = SigningKey::from_bytes(&[9; 32]);
+        let chunk = |seq: u64| {
+            let bytes = vec![seq as u8; 100];
+            let header =
+                ChunkHeader::sign(&signer, seq, seq * 500_000, 500_000, true, &bytes).unwrap();
+            (header, bytes)
+        };
+        let mut v = Peer::new(Config::default(), key(), 0, 1);
+        // Three neighbours hold chunks 5..=20 (the last 8 s); chunk 20 is the live edge.
+        for id in [1, 2, 3] {
+            v.handle(
+                Input::Connected {
+                    peer: id,
+                    seeder: false,
+                },
+                0,
+            );
+            let held = Message::Status {
+                base: 5,
+                have: (1 << 16) - 1,
+                latest: 20,
+                depths: vec![1, 1],
+                spare_slots: 0,
+                children: 2,
+            };
+            v.handle(
+                Input::Message {
+                    from: id,
+                    bytes: &held.encode(),
+                },
+                0,
+            );
+        }
+        // The live edge's header comes at 0.5 s, 0.1 s after its publication (at 10 s).
+        let t = 500_000;
+        let edge = Message::Header(chunk(20).0).encode();
+        v.handle(
+            Input::Message {
+                from: 1,
+                bytes: &edge,
+            },
+            t,
+        );
+        v.handle(Input::Timeout, t + 1);
+        // It starts 4 chunks back (3.5 s start delay, 1.5 s to fetch the first) and asks
+        // for their headers at once.
+        let asked: Vec<u64> = drain(&mut v)
+            .into_iter()
+            .filter_map(|(_, m)| match m {
+                Message::Request { seq, .. } => Some(seq),
+                _ => None,
+            })
+            .collect();
+        for seq in 16..20 {
+            assert!(asked.contains(&seq), "{asked:?}");
+        }
+        for seq in 16..=20 {
+            let (header, bytes) = chunk(seq);
+            for msg in [
+                Message::Header(header),
+                Message::Piece {
+                    seq,
+                    index: 0,
+                    data: bytes,
+                },
+            ] {
+                let from = 1 + seq % 3;
+                v.handle(
+                    Input::Message {
+                        from,
+                        bytes: &msg.encode(),
+                    },
+                    t + 200_000,
+                );
+            }
+        }
+        let played: Vec<u64> = std::iter::from_fn(|| v.poll())
+            .filter_map(|o| match o {
+                Output::Play(c) => Some(c.header.seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(played, vec![16, 17, 18, 19, 20]);
+        // The first frame: chunk 16 (published at 8 s) 3.5 s behind the edge, which is
+        // 1.5 s after the viewer heard of the edge, rather than 3.5 s after.
+        assert_eq!(v.metrics().startup, Some(t + 1_500_000));
+        assert_eq!(v.playback_delay(t + 2_000_000), Some(3_500_000));
     }
 
     /// Plays a viewer for `secs` seconds of a stream of 0.5 s chunks, chunk `seq` reaching

@@ -80,6 +80,9 @@ pub struct Report {
     /// 95th percentile of join → first frame (the playout clock reaching the first chunk,
     /// start buffer included), seconds.
     pub startup_p95_s: f64,
+    /// The same over viewers that joined a running swarm (after the scenario's join
+    /// window), who can start on history their neighbours hold; `null` when none did.
+    pub startup_late_p95_s: Option<f64>,
     /// Bytes received that were already held / all chunk bytes received.
     pub duplicate_ratio: f64,
     /// Played chunks whose bytes differ from the origin's.
@@ -1054,6 +1057,9 @@ impl Sim {
             }
         }
         let mut startup = Vec::new();
+        let mut startup_late = Vec::new();
+        // The initial joins run from 1 s to 1 s plus the window (`run`).
+        let late_after = (self.sc.join_window_s * SEC) as Time + 1_000_000;
         let mut dup = 0u64;
         let mut received = 0u64;
         let mut bans = 0u64;
@@ -1068,11 +1074,19 @@ impl Sim {
             }
             joined += 1;
             let m = n.peer.metrics();
-            if let Some(s) = m.startup {
-                startup.push(s as f64 / SEC);
-            } else if n.alive && end - n.joined > 5_000_000 {
+            let took = match m.startup {
+                Some(s) => Some(s as f64 / SEC),
                 // Never started: count as the whole time it watched.
-                startup.push((end - n.joined) as f64 / SEC);
+                None if n.alive && end - n.joined > 5_000_000 => {
+                    Some((end - n.joined) as f64 / SEC)
+                }
+                None => None,
+            };
+            if let Some(t) = took {
+                startup.push(t);
+                if n.joined > late_after {
+                    startup_late.push(t);
+                }
             }
             dup += m.duplicate_bytes;
             received += m.bytes_in() + m.duplicate_bytes;
@@ -1113,6 +1127,7 @@ impl Sim {
             continuity_joining: round(share(join_ok, join_due)),
             continuity_settled: round(share(ok - join_ok, due - join_due)),
             startup_p95_s: pct(&mut startup, 95.0),
+            startup_late_p95_s: (!startup_late.is_empty()).then(|| pct(&mut startup_late, 95.0)),
             duplicate_ratio: round(dup as f64 / received.max(1) as f64),
             corrupt_chunks_played: self.corrupt_played,
             origin_mbit_s: round(self.origin_sent as f64 * 8.0 / self.sc.duration_s / 1e6),
