@@ -1442,10 +1442,7 @@ impl Peer {
             {
                 // The freed slot goes straight to the asker: load and spare stay as they were.
                 self.stop_serving(weak, s);
-                if let Some(n) = self.neighbours.get_mut(&weak) {
-                    n.avoid_mask |= 1 << s;
-                    n.avoid_until = now + AVOID_FOR;
-                }
+                self.avoid(weak, s, now);
                 added |= 1 << s;
                 held += 1;
             }
@@ -1476,12 +1473,8 @@ impl Peer {
             if load[s] > 0 && held > 0 {
                 // One root per child while others wait, but a child rooting a substream
                 // that has two more roots than this one trades it for this one.
-                let rich = (0..k).find(|&d| {
-                    self.neighbours
-                        .get(&from)
-                        .is_some_and(|c| c.serving & (1 << d) != 0)
-                        && load[d] >= load[s] + 2
-                });
+                let theirs = self.neighbours.get(&from).map_or(0, |c| c.serving);
+                let rich = (0..k).find(|&d| theirs & (1 << d) != 0 && load[d] >= load[s] + 2);
                 match rich {
                     Some(d) if held == 1 => {
                         self.stop_serving(from, d);
@@ -1554,9 +1547,10 @@ impl Peer {
         }
     }
 
-    /// Leaves neighbour `p` alone as a parent for substream `s` for [`AVOID_FOR`]: it
-    /// refused or ignored a subscription its status invited (a liar claims spare slots in
-    /// every status, and a newcomer asking it again and again never tried anyone else).
+    /// Leaves neighbour `p` alone as a parent (or, at the origin, a root) for substream `s`
+    /// for [`AVOID_FOR`]: it kept missing pieces, was a weak root, or refused or ignored a
+    /// subscription its status invited (a liar claims spare slots in every status, and a
+    /// newcomer asking it again and again never tried anyone else).
     fn avoid(&mut self, p: PeerId, s: usize, now: Time) {
         if let Some(n) = self.neighbours.get_mut(&p) {
             n.avoid_mask |= 1 << s;
@@ -1835,9 +1829,8 @@ impl Peer {
                     self.send(p, &Message::Unsubscribe { mask: 1 << s });
                     if let Some(n) = self.neighbours.get_mut(&p) {
                         n.parent_for &= !(1 << s);
-                        n.avoid_mask |= 1 << s;
-                        n.avoid_until = now + AVOID_FOR;
                     }
+                    self.avoid(p, s, now);
                     self.parents[s] = None;
                     self.parent_lost[s] = self.last_event;
                     self.miss[s] = 0.0;
@@ -2522,6 +2515,25 @@ mod tests {
         .encode()
     }
 
+    /// Links `peer` (a viewer, not the seeder) to `p` at `at`.
+    fn connect(p: &mut Peer, peer: PeerId, at: Time) {
+        p.handle(
+            Input::Connected {
+                peer,
+                seeder: false,
+            },
+            at,
+        );
+    }
+
+    /// Chunk `seq` of a stream of 0.5 s keyframe chunks, 100 bytes each, signed.
+    fn signed_chunk(seq: u64) -> (ChunkHeader, Vec<u8>) {
+        let signer = SigningKey::from_bytes(&[9; 32]);
+        let bytes = vec![seq as u8; 100];
+        let header = ChunkHeader::sign(&signer, seq, seq * 500_000, 500_000, true, &bytes).unwrap();
+        (header, bytes)
+    }
+
     /// Every message the peer sent since the last call, decoded, with its addressee.
     fn drain(p: &mut Peer) -> Vec<(PeerId, Message)> {
         let mut out = Vec::new();
@@ -2623,15 +2635,6 @@ mod tests {
         let hear = |v: &mut Peer, from: PeerId, bytes: &[u8], at: Time| {
             v.handle(Input::Message { from, bytes }, at);
         };
-        let connect = |v: &mut Peer, peer: PeerId, at: Time| {
-            v.handle(
-                Input::Connected {
-                    peer,
-                    seeder: false,
-                },
-                at,
-            );
-        };
         // Peer 1 (depth 1 in both substreams) becomes the viewer's parent for both.
         connect(&mut v, 1, 0);
         hear(&mut v, 1, &status(5, vec![1, 1], 2, 0), 0);
@@ -2674,23 +2677,10 @@ mod tests {
 
     #[test]
     fn a_newcomer_to_a_running_swarm_starts_on_history_and_fetches_its_buffer() {
-        let signer = SigningKey::from_bytes(&[9; 32]);
-        let chunk = |seq: u64| {
-            let bytes = vec![seq as u8; 100];
-            let header =
-                ChunkHeader::sign(&signer, seq, seq * 500_000, 500_000, true, &bytes).unwrap();
-            (header, bytes)
-        };
         let mut v = Peer::new(Config::default(), key(), 0, 1);
         // Three neighbours hold chunks 5..=20 (the last 8 s); chunk 20 is the live edge.
         for id in [1, 2, 3] {
-            v.handle(
-                Input::Connected {
-                    peer: id,
-                    seeder: false,
-                },
-                0,
-            );
+            connect(&mut v, id, 0);
             let held = Message::Status {
                 base: 5,
                 have: (1 << 16) - 1,
@@ -2709,7 +2699,7 @@ mod tests {
         }
         // The live edge's header comes at 0.5 s, 0.1 s after its publication (at 10 s).
         let t = 500_000;
-        let edge = Message::Header(chunk(20).0).encode();
+        let edge = Message::Header(signed_chunk(20).0).encode();
         v.handle(
             Input::Message {
                 from: 1,
@@ -2731,7 +2721,7 @@ mod tests {
             assert!(asked.contains(&seq), "{asked:?}");
         }
         for seq in 16..=20 {
-            let (header, bytes) = chunk(seq);
+            let (header, bytes) = signed_chunk(seq);
             for msg in [
                 Message::Header(header),
                 Message::Piece {
@@ -2767,15 +2757,8 @@ mod tests {
     /// it from a neighbour `lag(seq)` after its publication; returns its playback delays,
     /// one per second.
     fn play_with_lag(lag: impl Fn(u64) -> Time, secs: u64) -> (Peer, Vec<Time>) {
-        let signer = SigningKey::from_bytes(&[9; 32]);
         let mut v = Peer::new(Config::default(), key(), 0, 1);
-        v.handle(
-            Input::Connected {
-                peer: 1,
-                seeder: false,
-            },
-            0,
-        );
+        connect(&mut v, 1, 0);
         let mut arrivals: Vec<(Time, u64)> = (0..secs * 2)
             .map(|seq| (seq * 500_000 + lag(seq), seq))
             .collect();
@@ -2791,9 +2774,7 @@ mod tests {
                     delays.extend(v.playback_delay(now));
                 }
             }
-            let bytes = vec![seq as u8; 100];
-            let header =
-                ChunkHeader::sign(&signer, seq, seq * 500_000, 500_000, true, &bytes).unwrap();
+            let (header, bytes) = signed_chunk(seq);
             for msg in [
                 Message::Header(header),
                 Message::Piece {
@@ -2884,13 +2865,7 @@ mod tests {
     fn a_newcomer_strikes_a_neighbour_that_never_answers_for_the_live_edge() {
         let mut p = Peer::new(Config::default(), key(), 0, 1);
         for id in [1, 2, 3] {
-            p.handle(
-                Input::Connected {
-                    peer: id,
-                    seeder: false,
-                },
-                0,
-            );
+            connect(&mut p, id, 0);
         }
         let mut now = 0;
         // Everyone claims the edge moves on every half second; nobody answers.
@@ -2931,13 +2906,7 @@ mod tests {
     fn a_viewer_does_not_ask_again_a_neighbour_that_refused_it() {
         let mut v = Peer::new(Config::default(), key(), 0, 1);
         for id in [1, 2] {
-            v.handle(
-                Input::Connected {
-                    peer: id,
-                    seeder: false,
-                },
-                0,
-            );
+            connect(&mut v, id, 0);
         }
         // Peer 1 claims to be a root with slots to spare; peer 2 is deeper, with two.
         let invite = |v: &mut Peer, at: Time| {
@@ -2992,13 +2961,7 @@ mod tests {
         let mut o = Peer::new(Config::origin(Some(540_000)), key(), 0, 1);
         o.bitrate = 250_000.0;
         for id in 1..=4 {
-            o.handle(
-                Input::Connected {
-                    peer: id,
-                    seeder: false,
-                },
-                0,
-            );
+            connect(&mut o, id, 0);
         }
         let subscribe = |o: &mut Peer, from: PeerId, mask: u16| {
             o.handle(
