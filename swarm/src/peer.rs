@@ -221,7 +221,7 @@ struct Neighbour {
     children: u8,
     /// Substreams this peer pushes to it.
     serving: u16,
-    /// When each served substream was accepted (for shedding the newest first).
+    /// When each served substream was accepted (shedding takes the newest first among equals).
     serving_since: Time,
     /// Substreams it pushes to this peer.
     parent_for: u16,
@@ -327,6 +327,11 @@ pub struct Peer {
     capacity: Option<f64>,
     win_start: Time,
     win_sent: u64,
+    /// Time in the window during which something was waiting in the links' buffers.
+    win_busy: Time,
+    /// Highest upload rate drained in a recent window (bytes per second, decaying 10 % a
+    /// window): what the link has shown it can carry, before any saturation measured it.
+    proven: f64,
     win_saturated: Time,
     saturated: bool,
     last_event: Time,
@@ -393,6 +398,8 @@ impl Peer {
             capacity: None,
             win_start: now,
             win_sent: 0,
+            win_busy: 0,
+            proven: 0.0,
             win_saturated: 0,
             saturated: false,
             last_event: now,
@@ -479,7 +486,7 @@ impl Peer {
     }
 
     /// Changes the upload cap (`None`: unbounded; `Some(0)`: consume-only). Children beyond
-    /// what the new cap carries are shed at the next tick, newest first.
+    /// what the new cap carries are shed at the next tick, those feeding fewest first.
     pub fn set_upload_limit(&mut self, limit: Option<u64>) {
         self.cfg.upload_limit = limit;
     }
@@ -697,8 +704,14 @@ impl Peer {
         match self.upload_bound() {
             Some(bound) => (share * bound / self.substream_rate()) as usize,
             // Never saturated and uncapped: assume two copies' worth until measured (a
-            // weaker link shows itself within a second and sheds), then grow past use.
-            None => (self.served + 2).max(2 * k).min(4 * k),
+            // weaker link shows itself within a second and sheds), and grow past that only
+            // as far as the upload shown so far carries. Growing past mere use let a peer
+            // that was fed little (so pushed little, so never saturated) take children it
+            // could not feed: in `thousand` a 1.5× peer served eight subscriptions, four
+            // copies, then measured its link and shed six, cutting 136 viewers off at once.
+            None => ((self.proven / self.substream_rate()) as usize + 2)
+                .max(2 * k)
+                .min(4 * k),
         }
     }
 
@@ -719,28 +732,39 @@ impl Peer {
         spare
     }
 
-    /// The origin's root of substream `s`, if it is a poor one: it has settled in (measured
-    /// its upload) and feeds at most one child with nothing to spare, so the whole tree below
-    /// it is a chain. In a join burst the first viewers to reach the seeder become the roots
-    /// whatever their upload; a 1.5× root left 96 of 101 viewers cut off from one substream
-    /// (`hundred`, seed 3, 6 s in).
+    /// A root of substream `s` the origin should give to a stronger asker: one that has
+    /// settled in (measured its upload) with nothing to spare and either feeds nobody (a dead
+    /// end, whatever other roots the substream has) or is the substream's only root and feeds
+    /// at most one child, so the whole tree below it is a chain. In a join burst the first
+    /// viewers to reach the seeder become the roots whatever their upload; a 1.5× root left
+    /// 96 of 101 viewers cut off from one substream (`hundred`, seed 3, 6 s in), and in
+    /// `thousand` seed 2 a 0.5× viewer held one of the two roots of a substream for its
+    /// first 16 s, leaving a 1.5× peer to feed the whole tree.
     fn weak_root(&self, s: usize) -> Option<PeerId> {
         let now = self.last_event;
-        let mut roots = self
+        let roots: Vec<(PeerId, &Neighbour)> = self
             .neighbours
             .iter()
-            .filter(|(_, n)| n.serving & (1 << s) != 0);
-        let (&id, n) = roots.next()?;
-        let weak = roots.next().is_none()
-            && n.spare == 0
-            && n.children <= 1
-            && now >= n.serving_since + WEAK_ROOT_AFTER;
-        weak.then_some(id)
+            .filter(|(_, n)| n.serving & (1 << s) != 0)
+            .map(|(id, n)| (*id, n))
+            .collect();
+        let only = roots.len() == 1;
+        roots
+            .into_iter()
+            .find(|(_, n)| {
+                n.spare == 0
+                    && (n.children == 0 || (only && n.children <= 1))
+                    && now >= n.serving_since + WEAK_ROOT_AFTER
+            })
+            .map(|(id, _)| id)
     }
 
     fn account_saturation(&mut self, now: Time) {
         if self.saturated {
             self.win_saturated += now.saturating_sub(self.last_event);
+        }
+        if self.in_flight > 0 {
+            self.win_busy += now.saturating_sub(self.last_event);
         }
         self.last_event = now;
         let span = now.saturating_sub(self.win_start);
@@ -749,11 +773,16 @@ impl Peer {
         if span >= 1_000_000 && !self.cfg.origin {
             let rate = self.win_sent as f64 * 1e6 / span as f64;
             let frac = self.win_saturated as f64 / span as f64;
-            if frac > 0.7 && rate > 0.0 {
-                // Backlogged nearly all the window: what drained is what the link can do.
+            self.proven = (self.proven * 0.9).max(rate);
+            if frac > 0.7 && rate > 0.0 && self.win_busy > 0 {
+                // Backlogged nearly all the window: what drained while the link was busy is
+                // what it can do. (Over the whole window the estimate read up to a third
+                // low: a 4× viewer measured at 3.2× shed two children of a flash crowd's
+                // tree, and 400 viewers below them were cut off.)
+                let busy_rate = self.win_sent as f64 * 1e6 / self.win_busy.min(span) as f64;
                 self.capacity = Some(match self.capacity {
-                    Some(c) => 0.7 * c + 0.3 * rate,
-                    None => rate,
+                    Some(c) => 0.7 * c + 0.3 * busy_rate,
+                    None => busy_rate,
                 });
             } else if let Some(c) = self.capacity {
                 if rate > c {
@@ -763,6 +792,7 @@ impl Peer {
             self.win_start = now;
             self.win_sent = 0;
             self.win_saturated = 0;
+            self.win_busy = 0;
         }
     }
 
@@ -1326,7 +1356,14 @@ impl Peer {
         let added = if self.cfg.origin {
             self.origin_accept(from, mask & valid & !already)
         } else {
-            let mut spare = self.allowed_slots().saturating_sub(self.served);
+            let allowed = self.allowed_slots();
+            let mut spare = allowed.saturating_sub(self.served);
+            // At most an even share of the slots for each substream: a peer fed in every
+            // substream that fills its uplink with one substream's children leaves those cut
+            // off from another nowhere to go. In `flash` seed 6 half the viewers were cut off
+            // from substream 1 for 20 s, while their neighbours' slots all fed substream 0.
+            let even = allowed.div_ceil(k);
+            let load = self.substream_load();
             let mine = self.depths();
             let mut added = 0u16;
             for s in 0..k {
@@ -1338,6 +1375,7 @@ impl Peer {
                 if mask & bit != 0
                     && already & bit == 0
                     && spare > 0
+                    && load[s] < even
                     && fed
                     && below
                     && self.parents[s] != Some(from)
@@ -1946,21 +1984,24 @@ impl Peer {
         }
     }
 
-    /// Sheds the newest children when measured upload no longer covers them.
+    /// Sheds children when measured upload no longer covers them.
     fn shed_children(&mut self) {
         let allowed = self.allowed_slots();
         if self.served <= allowed + 1 || self.upload_bound().is_none() {
             return;
         }
         let mut excess = self.served - allowed;
-        let mut order: Vec<(Time, PeerId)> = self
+        // Those that feed fewest first (a leaf's loss costs one viewer, a relay's its whole
+        // subtree: shedding the newest first cut 400 of a flash crowd's 500 viewers off one
+        // substream, `flash` seed 2), the newest first among equals.
+        let mut order: Vec<(u8, std::cmp::Reverse<Time>, PeerId)> = self
             .neighbours
             .iter()
             .filter(|(_, n)| n.serving != 0)
-            .map(|(id, n)| (n.serving_since, *id))
+            .map(|(id, n)| (n.children, std::cmp::Reverse(n.serving_since), *id))
             .collect();
-        order.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, id) in order {
+        order.sort_unstable();
+        for (_, _, id) in order {
             if excess == 0 {
                 break;
             }
@@ -2989,5 +3030,196 @@ mod tests {
         // Now two roots each: peer 3 keeps its root of 0 and gets no second one.
         let sent = subscribe(&mut o, 3, 2);
         assert!(sent.contains(&(3, Message::Accept { mask: 1 })), "{sent:?}");
+    }
+
+    #[test]
+    fn the_origin_gives_a_root_that_feeds_nobody_to_a_stronger_asker() {
+        // Three substream slots: substream 0 rooted twice, substream 1 once.
+        let mut o = Peer::new(Config::origin(Some(400_000)), key(), 0, 1);
+        o.bitrate = 250_000.0;
+        for id in [1, 2, 3, 4] {
+            connect(&mut o, id, 0);
+        }
+        for (id, mask) in [(1, 1), (2, 2), (4, 1)] {
+            o.handle(
+                Input::Message {
+                    from: id,
+                    bytes: &Message::Subscribe { mask }.encode(),
+                },
+                10,
+            );
+        }
+        assert!(drain(&mut o).contains(&(4, Message::Accept { mask: 1 })));
+        // Peer 4 settles in with nothing to spare and feeds nobody (a 0.5× link); the
+        // other roots feed subtrees. Peer 3 can feed four.
+        let t = 2_100_000;
+        for (id, depths, spare, children) in [
+            (1, vec![1, 255], 0, 3),
+            (2, vec![255, 1], 1, 2),
+            (4, vec![1, 255], 0, 0),
+            (3, vec![255, 255], 4, 0),
+        ] {
+            o.handle(
+                Input::Message {
+                    from: id,
+                    bytes: &status(5, depths, spare, children),
+                },
+                t,
+            );
+        }
+        o.handle(
+            Input::Message {
+                from: 3,
+                bytes: &Message::Subscribe { mask: 1 }.encode(),
+            },
+            t,
+        );
+        let sent = drain(&mut o);
+        assert!(
+            sent.contains(&(4, Message::Unsubscribe { mask: 1 })),
+            "the dead-end root is freed: {sent:?}"
+        );
+        assert!(sent.contains(&(3, Message::Accept { mask: 1 })), "{sent:?}");
+        assert!(
+            !sent
+                .iter()
+                .any(|(to, m)| *to == 1 && matches!(m, Message::Unsubscribe { .. })),
+            "the root that feeds a subtree stays: {sent:?}"
+        );
+    }
+
+    /// A viewer fed in both substreams by the seeder (neighbour 100) at depth 1, 0.3 s in.
+    fn fed_viewer(cfg: Config) -> Peer {
+        let mut p = Peer::new(cfg, key(), 0, 1);
+        p.bitrate = 250_000.0;
+        p.handle(
+            Input::Connected {
+                peer: 100,
+                seeder: true,
+            },
+            0,
+        );
+        p.handle(
+            Input::Message {
+                from: 100,
+                bytes: &status(5, vec![0, 0], 4, 0),
+            },
+            1_000,
+        );
+        p.handle(Input::Timeout, 200_000);
+        assert!(drain(&mut p).contains(&(100, Message::Subscribe { mask: 3 })));
+        p.handle(
+            Input::Message {
+                from: 100,
+                bytes: &Message::Accept { mask: 3 }.encode(),
+            },
+            300_000,
+        );
+        assert_eq!(p.depths(), vec![1, 1]);
+        drain(&mut p);
+        p
+    }
+
+    /// `id` (a newcomer, fed nowhere, feeding `children`) asks `p` for substreams `mask`.
+    fn ask(p: &mut Peer, id: PeerId, mask: u16, children: u8, at: Time) -> Vec<(PeerId, Message)> {
+        p.handle(
+            Input::Message {
+                from: id,
+                bytes: &status(5, vec![255, 255], 0, children),
+            },
+            at,
+        );
+        p.handle(
+            Input::Message {
+                from: id,
+                bytes: &Message::Subscribe { mask }.encode(),
+            },
+            at,
+        );
+        drain(p)
+    }
+
+    #[test]
+    fn an_unmeasured_viewer_takes_children_beyond_two_copies_only_as_its_upload_shows() {
+        let mut p = fed_viewer(Config::default());
+        // Five newcomers ask for one substream each. Nothing has left this peer yet, so it
+        // offers two copies (four subscriptions) and no more: it might be a 0.5× link.
+        for id in 1..=4 {
+            connect(&mut p, id, 1_000_000);
+            let sent = ask(&mut p, id, 1 << (id % 2), 0, 1_000_000);
+            assert!(
+                sent.contains(&(
+                    id,
+                    Message::Accept {
+                        mask: 1 << (id % 2)
+                    }
+                )),
+                "{sent:?}"
+            );
+        }
+        connect(&mut p, 5, 1_000_000);
+        let sent = ask(&mut p, 5, 2, 0, 1_000_000);
+        assert!(sent.contains(&(5, Message::Accept { mask: 0 })), "{sent:?}");
+        // Its link drains 1.5 MB in a window without ever backing up: it carries at least
+        // six subscriptions, so it takes the fifth child.
+        p.handle(
+            Input::Sent {
+                to: 1,
+                bytes: 1_500_000,
+            },
+            1_500_000,
+        );
+        p.handle(Input::Timeout, 2_600_000);
+        let sent = ask(&mut p, 5, 2, 0, 2_600_000);
+        assert!(sent.contains(&(5, Message::Accept { mask: 2 })), "{sent:?}");
+    }
+
+    #[test]
+    fn a_viewer_keeps_an_even_share_of_its_slots_for_each_substream() {
+        // Capped at 625 kB/s: four subscriptions, two per substream.
+        let mut p = fed_viewer(Config {
+            upload_limit: Some(625_000),
+            ..Config::default()
+        });
+        for id in [1, 2] {
+            connect(&mut p, id, 1_000_000);
+            let sent = ask(&mut p, id, 1, 0, 1_000_000);
+            assert!(
+                sent.contains(&(id, Message::Accept { mask: 1 })),
+                "{sent:?}"
+            );
+        }
+        connect(&mut p, 3, 1_000_000);
+        let sent = ask(&mut p, 3, 3, 0, 1_000_000);
+        assert!(
+            sent.contains(&(3, Message::Accept { mask: 2 })),
+            "a third child of substream 0 waits, one of substream 1 is taken: {sent:?}"
+        );
+    }
+
+    #[test]
+    fn a_viewer_over_its_upload_sheds_leaves_before_a_child_that_relays() {
+        let mut p = fed_viewer(Config {
+            upload_limit: Some(1_000_000),
+            ..Config::default()
+        });
+        for (id, mask, children, at) in [
+            (1, 1, 0, 1_000_000),
+            (2, 2, 0, 1_000_000),
+            (3, 1, 3, 1_200_000),
+        ] {
+            connect(&mut p, id, at);
+            let sent = ask(&mut p, id, mask, children, at);
+            assert!(sent.contains(&(id, Message::Accept { mask })), "{sent:?}");
+        }
+        // The cap falls to about one subscription: two of the three children must go.
+        p.set_upload_limit(Some(160_000));
+        p.handle(Input::Timeout, 1_400_000);
+        let shed: Vec<PeerId> = drain(&mut p)
+            .into_iter()
+            .filter(|(_, m)| matches!(m, Message::Unsubscribe { .. }))
+            .map(|(to, _)| to)
+            .collect();
+        assert_eq!(shed, vec![1, 2], "the newest child feeds three: it stays");
     }
 }
