@@ -742,21 +742,19 @@ impl Peer {
     /// first 16 s, leaving a 1.5× peer to feed the whole tree.
     fn weak_root(&self, s: usize) -> Option<PeerId> {
         let now = self.last_event;
-        let roots: Vec<(PeerId, &Neighbour)> = self
-            .neighbours
-            .iter()
-            .filter(|(_, n)| n.serving & (1 << s) != 0)
-            .map(|(id, n)| (*id, n))
-            .collect();
-        let only = roots.len() == 1;
-        roots
-            .into_iter()
+        let roots = || {
+            self.neighbours
+                .iter()
+                .filter(move |(_, n)| n.serving & (1 << s) != 0)
+        };
+        let only = roots().nth(1).is_none();
+        roots()
             .find(|(_, n)| {
                 n.spare == 0
                     && (n.children == 0 || (only && n.children <= 1))
                     && now >= n.serving_since + WEAK_ROOT_AFTER
             })
-            .map(|(id, _)| id)
+            .map(|(id, _)| *id)
     }
 
     fn account_saturation(&mut self, now: Time) {
@@ -2556,6 +2554,11 @@ mod tests {
         .encode()
     }
 
+    /// `p` receives `bytes` from neighbour `from` at `at`.
+    fn hear(p: &mut Peer, from: PeerId, bytes: &[u8], at: Time) {
+        p.handle(Input::Message { from, bytes }, at);
+    }
+
     /// Links `peer` (a viewer, not the seeder) to `p` at `at`.
     fn connect(p: &mut Peer, peer: PeerId, at: Time) {
         p.handle(
@@ -2673,9 +2676,6 @@ mod tests {
     #[test]
     fn a_cut_off_viewer_moves_only_to_a_neighbour_shallower_than_it_was() {
         let mut v = Peer::new(Config::default(), key(), 0, 1);
-        let hear = |v: &mut Peer, from: PeerId, bytes: &[u8], at: Time| {
-            v.handle(Input::Message { from, bytes }, at);
-        };
         // Peer 1 (depth 1 in both substreams) becomes the viewer's parent for both.
         connect(&mut v, 1, 0);
         hear(&mut v, 1, &status(5, vec![1, 1], 2, 0), 0);
@@ -3041,13 +3041,7 @@ mod tests {
             connect(&mut o, id, 0);
         }
         for (id, mask) in [(1, 1), (2, 2), (4, 1)] {
-            o.handle(
-                Input::Message {
-                    from: id,
-                    bytes: &Message::Subscribe { mask }.encode(),
-                },
-                10,
-            );
+            hear(&mut o, id, &Message::Subscribe { mask }.encode(), 10);
         }
         assert!(drain(&mut o).contains(&(4, Message::Accept { mask: 1 })));
         // Peer 4 settles in with nothing to spare and feeds nobody (a 0.5× link); the
@@ -3059,21 +3053,9 @@ mod tests {
             (4, vec![1, 255], 0, 0),
             (3, vec![255, 255], 4, 0),
         ] {
-            o.handle(
-                Input::Message {
-                    from: id,
-                    bytes: &status(5, depths, spare, children),
-                },
-                t,
-            );
+            hear(&mut o, id, &status(5, depths, spare, children), t);
         }
-        o.handle(
-            Input::Message {
-                from: 3,
-                bytes: &Message::Subscribe { mask: 1 }.encode(),
-            },
-            t,
-        );
+        hear(&mut o, 3, &Message::Subscribe { mask: 1 }.encode(), t);
         let sent = drain(&mut o);
         assert!(
             sent.contains(&(4, Message::Unsubscribe { mask: 1 })),
@@ -3099,22 +3081,10 @@ mod tests {
             },
             0,
         );
-        p.handle(
-            Input::Message {
-                from: 100,
-                bytes: &status(5, vec![0, 0], 4, 0),
-            },
-            1_000,
-        );
+        hear(&mut p, 100, &status(5, vec![0, 0], 4, 0), 1_000);
         p.handle(Input::Timeout, 200_000);
         assert!(drain(&mut p).contains(&(100, Message::Subscribe { mask: 3 })));
-        p.handle(
-            Input::Message {
-                from: 100,
-                bytes: &Message::Accept { mask: 3 }.encode(),
-            },
-            300_000,
-        );
+        hear(&mut p, 100, &Message::Accept { mask: 3 }.encode(), 300_000);
         assert_eq!(p.depths(), vec![1, 1]);
         drain(&mut p);
         p
@@ -3122,20 +3092,8 @@ mod tests {
 
     /// `id` (a newcomer, fed nowhere, feeding `children`) asks `p` for substreams `mask`.
     fn ask(p: &mut Peer, id: PeerId, mask: u16, children: u8, at: Time) -> Vec<(PeerId, Message)> {
-        p.handle(
-            Input::Message {
-                from: id,
-                bytes: &status(5, vec![255, 255], 0, children),
-            },
-            at,
-        );
-        p.handle(
-            Input::Message {
-                from: id,
-                bytes: &Message::Subscribe { mask }.encode(),
-            },
-            at,
-        );
+        hear(p, id, &status(5, vec![255, 255], 0, children), at);
+        hear(p, id, &Message::Subscribe { mask }.encode(), at);
         drain(p)
     }
 
