@@ -18,6 +18,12 @@ pub type PeerId = u64;
 /// Depth assumed for a peer that has not reported one.
 pub const UNKNOWN_DEPTH: u8 = 4;
 
+/// Beyond [`TrackerConfig::seeder_neighbours`], the seeder gets one more neighbour for every
+/// this many peers in the channel: two per copy of the stream it pushes to a large audience
+/// (`swarm::Config::seeder_copies`, one copy per 100 viewers), since each copy feeds two
+/// substream roots.
+pub const VIEWERS_PER_SEEDER_LINK: usize = 50;
+
 /// Tracker limits.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
@@ -25,7 +31,9 @@ pub struct TrackerConfig {
     pub initial_neighbours: usize,
     /// Most neighbours any viewer is given (links it dials plus links dialled to it).
     pub max_neighbours: usize,
-    /// Most viewers the origin seeder is a neighbour of.
+    /// Most viewers the origin seeder is a neighbour of in a channel of up to
+    /// `seeder_neighbours * VIEWERS_PER_SEEDER_LINK` peers; one more per
+    /// [`VIEWERS_PER_SEEDER_LINK`] beyond.
     pub seeder_neighbours: usize,
     /// Candidates scored per pick (a random sample when the channel is larger).
     pub sample: usize,
@@ -204,7 +212,11 @@ impl Tracker {
 
     fn limit(&self, e: &Entry) -> usize {
         if e.seeder {
-            self.config.seeder_neighbours
+            // A large audience gets more roots from the seeder (`Config::seeder_copies`),
+            // and each root needs a link to it.
+            self.config
+                .seeder_neighbours
+                .max(self.peers.len() / VIEWERS_PER_SEEDER_LINK)
         } else {
             self.config.max_neighbours
         }
@@ -347,11 +359,31 @@ mod tests {
                 assert!(t.neighbours(n).any(|x| x == p));
             }
         }
-        assert_eq!(t.neighbours(0).count(), 2);
+        // 200 peers: one seeder link per 50 (`VIEWERS_PER_SEEDER_LINK`), above the 2.
+        assert_eq!(t.neighbours(0).count(), 4);
         // Asking again for an existing pair never returns it.
         let before: Vec<_> = t.neighbours(5).collect();
         let more = t.more(5, 10);
         assert!(more.iter().all(|m| !before.contains(m)));
+    }
+
+    #[test]
+    fn a_large_channel_s_seeder_gets_a_link_per_fifty_viewers() {
+        let mut t = Tracker::new(TrackerConfig::default(), 4);
+        t.add_seeder(0);
+        for p in 1..=100 {
+            t.join(p);
+        }
+        assert_eq!(
+            t.neighbours(0).count(),
+            8,
+            "a small channel: the configured 8"
+        );
+        for p in 101..=1000 {
+            t.join(p);
+        }
+        // Every newcomer scores the seeder first while it has room.
+        assert_eq!(t.neighbours(0).count(), 20);
     }
 
     #[test]
