@@ -281,6 +281,12 @@ impl Neighbour {
         self.depths.get(s).copied().unwrap_or(NO_DEPTH)
     }
 
+    /// A child we have fed for [`WEAK_ROOT_AFTER`] (long enough to have measured its
+    /// upload) that still says it has nothing to spare.
+    fn settled_full(&self, now: Time) -> bool {
+        self.spare == 0 && now >= self.serving_since + WEAK_ROOT_AFTER
+    }
+
     /// A request to it went unanswered: it is slower than we thought (or sends nothing at
     /// all), and one strike nearer to being dropped as useless.
     fn strike(&mut self) {
@@ -758,11 +764,7 @@ impl Peer {
         };
         let only = roots().nth(1).is_none();
         roots()
-            .find(|(_, n)| {
-                n.spare == 0
-                    && (n.children == 0 || (only && n.children <= 1))
-                    && now >= n.serving_since + WEAK_ROOT_AFTER
-            })
+            .find(|(_, n)| n.settled_full(now) && (n.children == 0 || (only && n.children <= 1)))
             .map(|(id, _)| *id)
     }
 
@@ -1379,32 +1381,26 @@ impl Peer {
                 // ancestors (an ancestor is shallower): that would close a loop.
                 let fed = mine[s] < MAX_DEPTH;
                 let below = theirs[s] == NO_DEPTH || theirs[s] > mine[s];
-                if mask & bit != 0
-                    && already & bit == 0
-                    && spare > 0
-                    && load[s] < even
-                    && fed
-                    && below
-                    && self.parents[s] != Some(from)
+                if mask & bit == 0
+                    || already & bit != 0
+                    || !fed
+                    || !below
+                    || self.parents[s] == Some(from)
                 {
+                    continue;
+                }
+                if spare > 0 && load[s] < even {
                     added |= bit;
                     spare -= 1;
-                } else if mask & bit != 0
-                    && already & bit == 0
-                    && fed
-                    && below
-                    && self.parents[s] != Some(from)
-                {
+                } else if let Some(leaf) = self.dead_end_child(s, from, now) {
                     // Full in this substream, and the asker could feed more than a child we
                     // feed that feeds nobody: the asker takes that child's place, so the
                     // tree grows through it. In `thousand` (30 % of viewers at 0.5×) the
                     // first viewers to find room were mostly weak, and the strong ones that
                     // came later stayed cut off below full trees of dead ends.
-                    if let Some(leaf) = self.dead_end_child(s, from, now) {
-                        self.stop_serving(leaf, s);
-                        self.avoid(leaf, s, now);
-                        added |= bit;
-                    }
+                    self.stop_serving(leaf, s);
+                    self.avoid(leaf, s, now);
+                    added |= bit;
                 }
             }
             added
@@ -1636,11 +1632,7 @@ impl Peer {
         self.neighbours
             .iter()
             .filter(|(id, n)| {
-                **id != from
-                    && n.serving & (1 << s) != 0
-                    && n.spare == 0
-                    && n.children == 0
-                    && now >= n.serving_since + WEAK_ROOT_AFTER
+                **id != from && n.serving & (1 << s) != 0 && n.settled_full(now) && n.children == 0
             })
             .min_by_key(|(id, n)| (n.serving_since, **id))
             .map(|(id, _)| *id)
@@ -3148,17 +3140,25 @@ mod tests {
             hear(&mut o, id, &status(5, depths, spare, children), t);
         }
         hear(&mut o, 3, &Message::Subscribe { mask: 1 }.encode(), t);
-        let sent = drain(&mut o);
+        assert_handed_over(&drain(&mut o), 4, 3, 1);
+    }
+
+    /// In `sent`, substream 0's slot of `freed` (one that feeds nobody) went to `taker`, and
+    /// `kept` (one that feeds a subtree) was left alone.
+    fn assert_handed_over(sent: &[(PeerId, Message)], freed: PeerId, taker: PeerId, kept: PeerId) {
         assert!(
-            sent.contains(&(4, Message::Unsubscribe { mask: 1 })),
-            "the dead-end root is freed: {sent:?}"
+            sent.contains(&(freed, Message::Unsubscribe { mask: 1 })),
+            "the dead end makes way: {sent:?}"
         );
-        assert!(sent.contains(&(3, Message::Accept { mask: 1 })), "{sent:?}");
+        assert!(
+            sent.contains(&(taker, Message::Accept { mask: 1 })),
+            "{sent:?}"
+        );
         assert!(
             !sent
                 .iter()
-                .any(|(to, m)| *to == 1 && matches!(m, Message::Unsubscribe { .. })),
-            "the root that feeds a subtree stays: {sent:?}"
+                .any(|(to, m)| *to == kept && matches!(m, Message::Unsubscribe { .. })),
+            "the one that feeds a subtree stays: {sent:?}"
         );
     }
 
@@ -3269,18 +3269,7 @@ mod tests {
         connect(&mut p, 5, t);
         hear(&mut p, 5, &status(5, vec![255, 255], 4, 0), t);
         hear(&mut p, 5, &Message::Subscribe { mask: 1 }.encode(), t);
-        let sent = drain(&mut p);
-        assert!(
-            sent.contains(&(2, Message::Unsubscribe { mask: 1 })),
-            "the dead end makes way: {sent:?}"
-        );
-        assert!(sent.contains(&(5, Message::Accept { mask: 1 })), "{sent:?}");
-        assert!(
-            !sent
-                .iter()
-                .any(|(to, m)| *to == 1 && matches!(m, Message::Unsubscribe { .. })),
-            "the child that relays stays: {sent:?}"
-        );
+        assert_handed_over(&drain(&mut p), 2, 5, 1);
         // An asker with no more room than the dead end it would replace waits.
         connect(&mut p, 6, t);
         hear(&mut p, 6, &status(5, vec![255, 255], 1, 0), t);
