@@ -177,10 +177,20 @@ const JUMP_AFTER: Time = 2_000_000;
 const MAX_EXTRA_DELAY: Time = 4_000_000;
 /// Deeper than this in a push tree means a loop (or a tree too deep to be useful).
 const MAX_DEPTH: u8 = 16;
-/// A parent that has itself had no parent this long is replaced.
-const ORPHAN_PATIENCE: Time = 1_500_000;
+/// A parent that has itself had no parent this long is replaced. Long enough for the cut's
+/// own orphans to find new parents first (they see a silent parent after `QUIET_CHILD` and
+/// look only above for `RELAX_AFTER`), so a subtree whose root lost its parent moves as one
+/// piece instead of scattering: in `hundred` seed 4 a root's leaving cut 76 of 100 viewers
+/// off for 4 s when everyone below it left at 1.5 s.
+const ORPHAN_PATIENCE: Time = 3_000_000;
 /// A parent is kept at least this long before moving to a shallower one.
 const UPGRADE_AFTER: Time = 3_000_000;
+/// A parent whose share of pushed chunks missed (a moving average) passes this is replaced:
+/// another is asked while the old one keeps pushing what it can, and released on the accept.
+const MISS_REPLACE: f64 = 0.6;
+/// Past this the parent is dropped even with no replacement yet: it pushes almost nothing
+/// (a liar that accepts and never uploads), so its slot is only a false hope.
+const MISS_DROP: f64 = 0.85;
 /// How long a neighbour that said it is busy is left alone.
 const BUSY_BACKOFF: Time = 1_000_000;
 /// After losing a parent, only shallower neighbours are candidates for this long (so
@@ -1667,11 +1677,15 @@ impl Peer {
                         n.parent_for |= bit;
                     }
                 } else if mask & bit != 0 {
-                    // An upgrade to a shallower parent: switch, then release the old one.
+                    // An upgrade to a shallower parent, or a replacement for one that kept
+                    // missing (not asked again for a while): switch, then release the old.
                     if let Some(old) = self.parents[s].replace(from) {
                         self.send(old, &Message::Unsubscribe { mask: bit });
                         if let Some(n) = self.neighbours.get_mut(&old) {
                             n.parent_for &= !bit;
+                        }
+                        if self.miss[s] > MISS_REPLACE {
+                            self.avoid(old, s, now);
                         }
                     }
                     self.parent_since[s] = now;
@@ -1920,7 +1934,7 @@ impl Peer {
                     .neighbours
                     .get(&p)
                     .is_some_and(|n| now.saturating_sub(n.last_heard) > QUIET_CHILD);
-                if self.miss[s] > 0.6 || orphaned || quiet {
+                if self.miss[s] > MISS_DROP || orphaned || quiet {
                     self.orphan_since[s] = None;
                     self.send(p, &Message::Unsubscribe { mask: 1 << s });
                     if let Some(n) = self.neighbours.get_mut(&p) {
@@ -1974,12 +1988,18 @@ impl Peer {
                 // itself: in `hostile` seed 2 such a loop cut a whole substream off for
                 // seconds, twice.
                 let cut = my_depths[s] == NO_DEPTH;
+                // A parent that keeps missing: move at once to a neighbour no deeper than
+                // it (never a descendant), make before break, so the subtree below keeps
+                // what the old parent still pushes until the new one takes over.
+                let missing = self.miss[s] > MISS_REPLACE;
                 // Otherwise flatten the tree: move to a neighbour two levels shallower.
-                if !cut && now < self.parent_since[s] + UPGRADE_AFTER {
+                if !cut && !missing && now < self.parent_since[s] + UPGRADE_AFTER {
                     continue;
                 }
                 let below = if cut {
                     self.last_depths[s]
+                } else if missing {
+                    my_depths[s]
                 } else {
                     my_depths[s].saturating_sub(1)
                 };
@@ -2733,12 +2753,11 @@ mod tests {
         assert!(drain(&mut o).contains(&(1, Message::Accept { mask: 0 })));
     }
 
-    #[test]
-    fn a_cut_off_viewer_moves_only_to_a_neighbour_shallower_than_it_was() {
+    /// A viewer whose parent in both substreams is peer 1, at `depth`, from 0.15 s.
+    fn child_of_one(depth: u8) -> Peer {
         let mut v = Peer::new(Config::default(), key(), 0, 1);
-        // Peer 1 (depth 1 in both substreams) becomes the viewer's parent for both.
         connect(&mut v, 1, 0);
-        hear(&mut v, 1, &status(5, vec![1, 1], 2, 0), 0);
+        hear(&mut v, 1, &status(5, vec![depth, depth], 2, 0), 0);
         v.handle(Input::Timeout, 100_000);
         let sent = drain(&mut v);
         assert!(
@@ -2746,6 +2765,78 @@ mod tests {
             "{sent:?}"
         );
         hear(&mut v, 1, &Message::Accept { mask: 3 }.encode(), 150_000);
+        v
+    }
+
+    #[test]
+    fn a_viewer_replaces_a_parent_that_keeps_missing_before_it_lets_it_go() {
+        let mut v = child_of_one(1);
+        // Peer 2 is as deep as the viewer, so it may sit below it; peer 3 is as deep as
+        // the parent.
+        connect(&mut v, 2, 200_000);
+        hear(&mut v, 2, &status(5, vec![2, 2], 4, 0), 200_000);
+        connect(&mut v, 3, 200_000);
+        hear(&mut v, 3, &status(5, vec![1, 1], 4, 0), 200_000);
+        v.handle(Input::Timeout, 300_000);
+        drain(&mut v);
+        // Long before an upgrade is due, the parent keeps missing in substream 0.
+        v.miss[0] = 0.7;
+        v.handle(Input::Timeout, 400_000);
+        let sent = drain(&mut v);
+        assert!(
+            sent.contains(&(3, Message::Subscribe { mask: 1 })),
+            "{sent:?}"
+        );
+        assert!(
+            !sent
+                .iter()
+                .any(|(to, m)| *to == 2 || (*to == 1 && matches!(m, Message::Unsubscribe { .. }))),
+            "the old parent pushes on until another takes over: {sent:?}"
+        );
+        // The new parent accepts: the old one is released, and not asked again soon.
+        hear(&mut v, 3, &Message::Accept { mask: 1 }.encode(), 450_000);
+        let sent = drain(&mut v);
+        assert_eq!(sent, vec![(1, Message::Unsubscribe { mask: 1 })]);
+        assert_eq!(v.parents, vec![Some(3), Some(1)]);
+        let old = &v.neighbours[&1];
+        assert!(old.avoid_mask & 1 != 0 && old.avoid_until > 450_000);
+        // A parent that pushes almost nothing, with nobody to replace it, is dropped.
+        v.miss[1] = 0.9;
+        v.handle(Input::Timeout, 500_000);
+        let sent = drain(&mut v);
+        assert!(
+            sent.contains(&(1, Message::Unsubscribe { mask: 2 })),
+            "{sent:?}"
+        );
+        assert_eq!(v.parents[1], None);
+    }
+
+    #[test]
+    fn a_viewer_waits_for_a_cut_off_parent_to_find_its_way_back_before_leaving_it() {
+        let mut v = child_of_one(2);
+        // The parent's own parent left: it is cut off in substream 0, and says so every
+        // second while it looks for another.
+        let mut t = 1_000_000;
+        let mut left = None;
+        while t <= 5_000_000 && left.is_none() {
+            if t % 1_000_000 == 0 {
+                hear(&mut v, 1, &status(5, vec![255, 2], 0, 1), t);
+            }
+            v.handle(Input::Timeout, t);
+            if drain(&mut v).contains(&(1, Message::Unsubscribe { mask: 1 })) {
+                left = Some(t);
+            }
+            t += 100_000;
+        }
+        // Its subtree stays whole for 3 s, then the viewer gives up on it.
+        let left = left.expect("the viewer never left its cut-off parent");
+        assert!((4_000_000..=4_200_000).contains(&left), "left at {left}");
+        assert_eq!(v.parents, vec![None, Some(1)]);
+    }
+
+    #[test]
+    fn a_cut_off_viewer_moves_only_to_a_neighbour_shallower_than_it_was() {
+        let mut v = child_of_one(1);
         v.handle(Input::Timeout, 200_000);
         hear(&mut v, 1, &status(5, vec![1, 1], 0, 1), 2_000_000);
         // Peer 2 says it is at depth 3: it may well sit below the viewer (at depth 2).
