@@ -23,7 +23,7 @@
 mod scenario;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap};
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -122,6 +122,16 @@ struct Node {
     joined: Time,
     /// Its (chunks due, chunks on time) when it had watched for [`SETTLE_S`] seconds.
     settled: Option<(u64, u64)>,
+    /// The nodes it has an open link to, ascending (a link is in both ends' lists). Kept per
+    /// node rather than as one set of pairs: every delivery checks its link, and a node's own
+    /// short list is at hand where one large set was a tree walk away.
+    links: Vec<usize>,
+}
+
+impl Node {
+    fn linked(&self, other: usize) -> bool {
+        self.links.binary_search(&other).is_ok()
+    }
 }
 
 #[derive(Debug)]
@@ -240,7 +250,6 @@ pub struct Sim {
     /// Free indices in `slots`.
     free_slots: Vec<u32>,
     nodes: Vec<Node>,
-    links: BTreeSet<(usize, usize)>,
     tracker: Tracker,
     key: SigningKey,
     next_seq: u64,
@@ -289,7 +298,6 @@ impl Sim {
             slots: Vec::new(),
             free_slots: Vec::new(),
             nodes: Vec::new(),
-            links: BTreeSet::new(),
             tracker,
             key,
             next_seq: 0,
@@ -353,6 +361,7 @@ impl Sim {
             wake: 0,
             joined: 0,
             settled: None,
+            links: Vec::new(),
         });
         self.tracker.add_seeder(ORIGIN as PeerId);
         self.drain(ORIGIN);
@@ -375,6 +384,29 @@ impl Sim {
             order: self.order,
             slot,
         }));
+    }
+
+    /// Opens the link between `a` and `b`.
+    fn link(&mut self, a: usize, b: usize) {
+        for (x, y) in [(a, b), (b, a)] {
+            let links = &mut self.nodes[x].links;
+            if let Err(i) = links.binary_search(&y) {
+                links.insert(i, y);
+            }
+        }
+    }
+
+    /// Closes the link between `a` and `b`; false if there was none.
+    fn unlink(&mut self, a: usize, b: usize) -> bool {
+        let mut was = false;
+        for (x, y) in [(a, b), (b, a)] {
+            let links = &mut self.nodes[x].links;
+            if let Ok(i) = links.binary_search(&y) {
+                links.remove(i);
+                was = true;
+            }
+        }
+        was
     }
 
     fn latency(&self, a: usize, b: usize) -> Time {
@@ -485,6 +517,7 @@ impl Sim {
             wake: 0,
             joined: self.now,
             settled: None,
+            links: Vec::new(),
         });
         // The join reaches the tracker over signaling; its answer comes back the same way.
         let rtt = 2 * self.latency(id, ORIGIN);
@@ -506,14 +539,11 @@ impl Sim {
         let victim = alive[(self.rng.next_u64() % alive.len() as u64) as usize];
         self.viewer_seconds += (self.now - self.nodes[victim].joined) as f64 / SEC;
         self.nodes[victim].alive = false;
-        let links: Vec<(usize, usize)> = self
-            .links
-            .iter()
-            .filter(|(a, b)| *a == victim || *b == victim)
-            .copied()
-            .collect();
-        for l in links {
-            self.links.remove(&l);
+        for other in std::mem::take(&mut self.nodes[victim].links) {
+            let links = &mut self.nodes[other].links;
+            if let Ok(i) = links.binary_search(&victim) {
+                links.remove(i);
+            }
         }
         self.push(self.now + HEARTBEAT_TIMEOUT, Ev::TrackerLeave(victim));
     }
@@ -537,8 +567,7 @@ impl Sim {
                         );
                     }
                     self.tracker.unlink(id as PeerId, peer as PeerId);
-                    let pair = (id.min(peer), id.max(peer));
-                    if self.links.remove(&pair) {
+                    if self.unlink(id, peer) {
                         let at = self.now + self.latency(id, peer);
                         self.push(
                             at,
@@ -675,8 +704,7 @@ impl Sim {
     }
 
     fn deliver(&mut self, from: usize, to: usize, bytes: Vec<u8>) {
-        let pair = (from.min(to), from.max(to));
-        if !self.nodes[to].alive || !self.links.contains(&pair) {
+        if !self.nodes[to].alive || !self.nodes[to].linked(from) {
             return;
         }
         // Download queue: the message is usable once it has fully arrived.
@@ -691,8 +719,7 @@ impl Sim {
     }
 
     fn receive(&mut self, from: usize, to: usize, bytes: &[u8]) {
-        let pair = (from.min(to), from.max(to));
-        if !self.nodes[to].alive || !self.links.contains(&pair) {
+        if !self.nodes[to].alive || !self.nodes[to].linked(from) {
             return;
         }
         if to != ORIGIN {
@@ -766,20 +793,7 @@ impl Sim {
             .filter(|&i| self.nodes[i].alive && self.nodes[i].hostile.is_some())
             .collect();
         for l in liars {
-            let targets: Vec<usize> = self
-                .links
-                .iter()
-                .filter_map(|&(a, b)| {
-                    if a == l {
-                        Some(b)
-                    } else if b == l {
-                        Some(a)
-                    } else {
-                        None
-                    }
-                })
-                .collect();
-            for t in targets {
+            for t in self.nodes[l].links.clone() {
                 let msg = swarm::wire::Message::Have { seq }.encode();
                 self.send(l, t, msg);
             }
@@ -959,9 +973,9 @@ impl Sim {
                     }
                 }
                 Ev::Connect(a, b) => {
-                    let pair = (a.min(b), a.max(b));
-                    if self.nodes[a].alive && self.nodes[b].alive && !self.links.contains(&pair) {
-                        self.links.insert(pair);
+                    let linked = self.nodes[a].linked(b);
+                    if self.nodes[a].alive && self.nodes[b].alive && !linked {
+                        self.link(a, b);
                         for (x, y) in [(a, b), (b, a)] {
                             self.nodes[x].peer.handle(
                                 Input::Connected {
@@ -972,7 +986,7 @@ impl Sim {
                             );
                             self.drain(x);
                         }
-                    } else if !self.links.contains(&pair) {
+                    } else if !linked {
                         self.tracker.unlink(a as PeerId, b as PeerId);
                     }
                 }
