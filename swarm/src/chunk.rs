@@ -5,6 +5,8 @@
 //! A peer that holds a verified header can therefore check each piece the moment it arrives
 //! and relay it on at once, instead of waiting for the whole chunk.
 
+use std::sync::Arc;
+
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use sha2::{Digest, Sha256};
 
@@ -307,6 +309,19 @@ impl Chunk {
     /// Parses [`Chunk::to_framed`]'s output and checks it against `key`: the signature, the
     /// length and the SHA-256 of the bytes.
     pub fn from_framed(body: &[u8], key: &VerifyingKey) -> Result<Chunk, ChunkError> {
+        let (header, bytes) = Chunk::verify_framed(body, key)?;
+        Ok(Chunk {
+            header,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    /// [`Chunk::from_framed`] without copying the bytes out: the verified header, and the
+    /// chunk's bytes borrowed from `body`.
+    pub fn verify_framed<'a>(
+        body: &'a [u8],
+        key: &VerifyingKey,
+    ) -> Result<(ChunkHeader, &'a [u8]), ChunkError> {
         let mut r = Reader::new(body);
         let n = r.u32()? as usize;
         if n > MAX_MESSAGE {
@@ -316,11 +331,19 @@ impl Chunk {
         header.verify(key)?;
         let bytes = r.rest();
         header.verify_bytes(bytes)?;
-        Ok(Chunk {
-            header,
-            bytes: bytes.to_vec(),
-        })
+        Ok((header, bytes))
     }
+}
+
+/// A verified chunk handed to the player: its header, and its bytes shared with the peer's
+/// store rather than copied (a copy of every chunk for every viewer was a large share of a
+/// simulated swarm's time; a player that needs its own buffer copies from these).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Playable {
+    /// The signed header.
+    pub header: ChunkHeader,
+    /// The fMP4 fragment (`moof`+`mdat`), verified.
+    pub bytes: Arc<[u8]>,
 }
 
 /// Why a framed chunk was refused.

@@ -22,7 +22,7 @@ use ed25519_dalek::VerifyingKey;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::chunk::{Chunk, ChunkHeader, PIECE_SIZE};
+use crate::chunk::{Chunk, ChunkHeader, Playable, PIECE_SIZE};
 use crate::config::Config;
 use crate::metrics::{Metrics, Source};
 use crate::store::{Store, Via, MAX_STASHED};
@@ -123,7 +123,7 @@ pub enum Output {
         seq: u64,
     },
     /// A verified chunk, in order, ready for the player.
-    Play(Chunk),
+    Play(Playable),
     /// Close the link to this neighbour (and tell the signaling server).
     Drop {
         /// The neighbour.
@@ -1723,8 +1723,9 @@ impl Peer {
         let Some(body) = body else {
             return;
         };
-        let chunk = match Chunk::from_framed(body, &self.key) {
-            Ok(c) if c.header.seq == seq => c,
+        // Verified in place: the pieces go from the body straight to the store.
+        let (header, bytes) = match Chunk::verify_framed(body, &self.key) {
+            Ok((h, bytes)) if h.seq == seq => (h, bytes),
             _ => {
                 self.metrics.chunks_rejected += 1;
                 return;
@@ -1737,7 +1738,7 @@ impl Peer {
         self.metrics.add_in(Source::Http, body.len());
         let have_header = self.store.get(seq).is_some_and(|s| s.header.is_some());
         if !have_header {
-            self.accept_header(chunk.header.clone(), now);
+            self.accept_header(header, now);
         }
         let Some(slot) = self.store.get_mut(seq) else {
             return;
@@ -1746,8 +1747,8 @@ impl Peer {
         slot.src = vec![Via::Other; n];
         let mut fresh = Vec::new();
         for i in 0..n {
-            let range = crate::chunk::piece_range(chunk.bytes.len(), i);
-            if slot.put_piece(i, &chunk.bytes[range]) {
+            let range = crate::chunk::piece_range(bytes.len(), i);
+            if slot.put_piece(i, &bytes[range]) {
                 fresh.push(i as u16);
             }
         }
@@ -1775,7 +1776,7 @@ impl Peer {
         let Some(slot) = self.store.get_mut(seq) else {
             return;
         };
-        slot.data = chunk.bytes;
+        slot.data = chunk.bytes.into();
         slot.have = vec![true; n];
         slot.have_count = n;
         slot.src = vec![Via::Other; n];
@@ -2503,7 +2504,7 @@ impl Peer {
                 });
             }
             let bytes = slot.data.clone();
-            self.out.push_back(Output::Play(Chunk { header, bytes }));
+            self.out.push_back(Output::Play(Playable { header, bytes }));
             self.next_emit = seq + 1;
         }
     }

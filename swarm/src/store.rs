@@ -1,6 +1,7 @@
 //! The sliding window of chunks a peer holds or is fetching.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::chunk::{piece_range, ChunkHeader};
 use crate::{PeerId, Time};
@@ -24,8 +25,9 @@ pub(crate) enum Via {
 pub(crate) struct Slot {
     /// Verified header, once known.
     pub(crate) header: Option<ChunkHeader>,
-    /// The chunk's bytes, allocated when the header is verified.
-    pub(crate) data: Vec<u8>,
+    /// The chunk's bytes, allocated when the header is verified; shared with the player once
+    /// complete (see [`crate::chunk::Playable`]), and written only before that.
+    pub(crate) data: Arc<[u8]>,
     /// Which pieces are held (verified).
     pub(crate) have: Vec<bool>,
     pub(crate) have_count: usize,
@@ -49,7 +51,7 @@ impl Slot {
     pub(crate) fn new(now: Time) -> Self {
         Slot {
             header: None,
-            data: Vec::new(),
+            data: Arc::default(),
             have: Vec::new(),
             have_count: 0,
             first_seen: now,
@@ -69,7 +71,7 @@ impl Slot {
     /// Installs a verified header and makes room for the bytes.
     pub(crate) fn set_header(&mut self, header: ChunkHeader) {
         let n = header.pieces();
-        self.data = vec![0; header.len as usize];
+        self.data = std::iter::repeat_n(0, header.len as usize).collect();
         self.have = vec![false; n];
         self.requested = vec![None; n];
         self.src = vec![Via::Other; n];
@@ -84,7 +86,8 @@ impl Slot {
             return false;
         }
         let range = piece_range(self.data.len(), index);
-        self.data[range].copy_from_slice(bytes);
+        // Unshared until the chunk is complete, so this never copies the chunk.
+        Arc::make_mut(&mut self.data)[range].copy_from_slice(bytes);
         self.have[index] = true;
         self.requested[index] = None;
         self.have_count += 1;
