@@ -26,7 +26,7 @@ use crate::chunk::{Chunk, ChunkHeader, Playable, PIECE_SIZE};
 use crate::config::Config;
 use crate::metrics::{Metrics, Source};
 use crate::store::{Store, Via, MAX_STASHED};
-use crate::wire::{Message, PieceRef, MAP_CHUNKS, NO_DEPTH};
+use crate::wire::{Message, PieceRef, MAP_CHUNKS, MAX_SUBSTREAMS, NO_DEPTH};
 
 /// A neighbour's id, as the driver (and the signaling server) names it.
 pub type PeerId = u64;
@@ -231,7 +231,7 @@ struct Neighbour {
     /// Complete chunks it announced.
     have: BTreeSet<u64>,
     latest: u64,
-    depths: Vec<u8>,
+    depths: Depths,
     spare: u8,
     /// Its fan-out (substream subscriptions it serves).
     children: u8,
@@ -268,7 +268,7 @@ impl Neighbour {
             last_heard: now,
             have: BTreeSet::new(),
             latest: 0,
-            depths: Vec::new(),
+            depths: Depths::default(),
             spare: 0,
             children: 0,
             serving: 0,
@@ -288,7 +288,7 @@ impl Neighbour {
     }
 
     fn depth(&self, s: usize) -> u8 {
-        self.depths.get(s).copied().unwrap_or(NO_DEPTH)
+        self.depths.get(s)
     }
 
     /// A child we have fed for [`WEAK_ROOT_AFTER`] (long enough to have measured its
@@ -302,6 +302,37 @@ impl Neighbour {
     fn strike(&mut self) {
         self.strikes += 1;
         self.rate *= 0.7;
+    }
+}
+
+/// A neighbour's depth in each substream's push tree, as its last status said, held in
+/// place: every input reads its parents' (see [`Peer::announce_depths`]), and a list of
+/// its own on the heap cost a cache miss each time.
+#[derive(Debug, Clone, Copy, Default)]
+struct Depths {
+    /// Substreams the status covered.
+    len: u8,
+    depths: [u8; MAX_SUBSTREAMS],
+}
+
+impl Depths {
+    /// The first [`MAX_SUBSTREAMS`] of `depths` (a decoded status never has more).
+    fn new(depths: &[u8]) -> Self {
+        let len = depths.len().min(MAX_SUBSTREAMS);
+        let mut d = Depths {
+            len: len as u8,
+            depths: [0; MAX_SUBSTREAMS],
+        };
+        d.depths[..len].copy_from_slice(&depths[..len]);
+        d
+    }
+
+    /// Substream `s`'s depth ([`NO_DEPTH`] when the status did not cover it).
+    fn get(&self, s: usize) -> u8 {
+        self.depths[..self.len as usize]
+            .get(s)
+            .copied()
+            .unwrap_or(NO_DEPTH)
     }
 }
 
@@ -969,7 +1000,7 @@ impl Peer {
                         }
                     }
                     n.latest = n.latest.max(latest);
-                    n.depths = depths;
+                    n.depths = Depths::new(&depths);
                     n.spare = spare_slots;
                     n.children = children;
                 }
@@ -1923,7 +1954,7 @@ impl Peer {
                 let cut_off = self
                     .neighbours
                     .get(&p)
-                    .is_some_and(|n| n.depth(s) >= MAX_DEPTH && !n.depths.is_empty());
+                    .is_some_and(|n| n.depth(s) >= MAX_DEPTH && n.depths.len > 0);
                 let since = match (cut_off, self.orphan_since[s]) {
                     (false, _) => None,
                     (true, None) => Some(now),
