@@ -228,13 +228,36 @@ impl Fingerprint {
 }
 
 /// When an event happens and where it waits: ordered by time, then by scheduling order
-/// (deterministic). The event itself waits in [`Sim::slots`], so the heap moves only these
-/// 24 bytes, not whole events (popping the heap was a tenth of a large run's time).
+/// (deterministic). The event itself waits in [`Sim::slots`], so the heap moves only this
+/// one number, not whole events (popping the heap was a tenth of a large run's time): the
+/// time in the high 64 bits, then the scheduling order, then the slot in the low
+/// [`Scheduled::SLOT_BITS`]. The order is unique, so the slot never decides a comparison,
+/// and one integer compares faster than three fields.
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Scheduled {
-    at: Time,
-    order: u64,
-    slot: u32,
+struct Scheduled(u128);
+
+impl Scheduled {
+    const SLOT_BITS: u32 = 24;
+
+    fn new(at: Time, order: u64, slot: u32) -> Self {
+        assert!(
+            order < 1 << (64 - Self::SLOT_BITS),
+            "fewer than 2^40 events a run"
+        );
+        assert!(
+            slot < 1 << Self::SLOT_BITS,
+            "fewer than 2^24 pending events"
+        );
+        Scheduled(u128::from(at) << 64 | u128::from(order) << Self::SLOT_BITS | u128::from(slot))
+    }
+
+    fn at(&self) -> Time {
+        (self.0 >> 64) as Time
+    }
+
+    fn slot(&self) -> u32 {
+        self.0 as u32 & ((1 << Self::SLOT_BITS) - 1)
+    }
 }
 
 /// The simulator for one scenario and seed.
@@ -379,11 +402,8 @@ impl Sim {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion pending events")
             }
         };
-        self.events.push(Reverse(Scheduled {
-            at,
-            order: self.order,
-            slot,
-        }));
+        self.events
+            .push(Reverse(Scheduled::new(at, self.order, slot)));
     }
 
     /// Opens the link between `a` and `b`.
@@ -941,7 +961,8 @@ impl Sim {
                 t += gap;
             }
         }
-        while let Some(Reverse(Scheduled { at, slot, .. })) = self.events.pop() {
+        while let Some(Reverse(next)) = self.events.pop() {
+            let (at, slot) = (next.at(), next.slot());
             if at > end {
                 break;
             }
