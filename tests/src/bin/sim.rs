@@ -3,6 +3,11 @@
 
 use shoal_tests::sim::{Scenario, Sim};
 
+/// The simulator allocates and frees a chunk-sized buffer per peer and chunk, and many small
+/// ones per message: mimalloc keeps those cheap where glibc's bins grew slow to search.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn usage() -> ! {
     eprintln!(
         "usage: sim --scenario NAME [--seed N] [--duration SECONDS]\n  scenarios: {}",
