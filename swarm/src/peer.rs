@@ -329,10 +329,16 @@ impl Depths {
 
     /// Substream `s`'s depth ([`NO_DEPTH`] when the status did not cover it).
     fn get(&self, s: usize) -> u8 {
-        self.depths[..self.len as usize]
-            .get(s)
-            .copied()
-            .unwrap_or(NO_DEPTH)
+        if s < self.len as usize {
+            self.depths[s]
+        } else {
+            NO_DEPTH
+        }
+    }
+
+    /// Whether no status has said anything yet.
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
 }
 
@@ -1954,7 +1960,7 @@ impl Peer {
                 let cut_off = self
                     .neighbours
                     .get(&p)
-                    .is_some_and(|n| n.depth(s) >= MAX_DEPTH && n.depths.len > 0);
+                    .is_some_and(|n| n.depth(s) >= MAX_DEPTH && !n.depths.is_empty());
                 let since = match (cut_off, self.orphan_since[s]) {
                     (false, _) => None,
                     (true, None) => Some(now),

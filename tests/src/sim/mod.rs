@@ -559,11 +559,8 @@ impl Sim {
         let victim = alive[(self.rng.next_u64() % alive.len() as u64) as usize];
         self.viewer_seconds += (self.now - self.nodes[victim].joined) as f64 / SEC;
         self.nodes[victim].alive = false;
-        for other in std::mem::take(&mut self.nodes[victim].links) {
-            let links = &mut self.nodes[other].links;
-            if let Ok(i) = links.binary_search(&victim) {
-                links.remove(i);
-            }
+        for other in self.nodes[victim].links.clone() {
+            self.unlink(victim, other);
         }
         self.push(self.now + HEARTBEAT_TIMEOUT, Ev::TrackerLeave(victim));
     }
