@@ -11,7 +11,9 @@ use std::time::Duration;
 use axum::serve::ListenerExt;
 use futures_util::{SinkExt, StreamExt};
 use shoal::signal::{ChannelInfo, Signal, SignalConfig, StaticDirectory};
-use signaling::protocol::{encode_client, parse_server, ClientMessage, ErrorCode, ServerMessage};
+use signaling::protocol::{
+    encode_client, parse_server, ClientMessage, ErrorCode, ServerMessage, UnlinkReason,
+};
 use signaling::tracker::PeerId;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -193,7 +195,11 @@ async fn join_hands_out_neighbours_and_counts_viewers() {
         depth: Some(2),
     })
     .await;
-    a.send(&ClientMessage::Unlink { peer: idb }).await;
+    a.send(&ClientMessage::Unlink {
+        peer: idb,
+        reason: None,
+    })
+    .await;
     a.ping().await;
 
     // An unknown channel is refused without closing the socket.
@@ -204,6 +210,64 @@ async fn join_hands_out_neighbours_and_counts_viewers() {
     .await;
     d.expect_error(ErrorCode::UnknownChannel).await;
     d.ping().await;
+}
+
+#[tokio::test]
+async fn a_peer_two_neighbours_dropped_for_lying_is_handed_to_nobody() {
+    let server = Server::start(SignalConfig::default()).await;
+    let mut x = server.client().await;
+    let mut a = server.client().await;
+    let mut b = server.client().await;
+    let (idx, _) = x.join("demo").await;
+    let (ida, na) = a.join("demo").await;
+    assert_eq!(na, vec![idx]);
+    let (idb, nb) = b.join("demo").await;
+    assert!(nb.contains(&idx) && nb.contains(&ida), "{nb:?}");
+
+    // One neighbour's word is not enough: a newcomer still gets x.
+    a.send(&ClientMessage::Unlink {
+        peer: idx,
+        reason: Some(UnlinkReason::Lying),
+    })
+    .await;
+    a.ping().await;
+    let mut c = server.client().await;
+    let (_, nc) = c.join("demo").await;
+    assert!(nc.contains(&idx), "{nc:?}");
+
+    // Failed requests are not held against it (an overloaded honest peer fails them too).
+    b.send(&ClientMessage::Unlink {
+        peer: idx,
+        reason: Some(UnlinkReason::Useless),
+    })
+    .await;
+    b.ping().await;
+    let mut e = server.client().await;
+    let (_, ne) = e.join("demo").await;
+    assert!(ne.contains(&idx), "{ne:?}");
+
+    // A second neighbour that got forged data from it shuns it: the next newcomer gets the
+    // others only, and x gets nobody more when it asks.
+    let mut f = server.client().await;
+    let (idf, nf) = f.join("demo").await;
+    assert!(nf.contains(&idx), "{nf:?}");
+    f.send(&ClientMessage::Unlink {
+        peer: idx,
+        reason: Some(UnlinkReason::Lying),
+    })
+    .await;
+    f.ping().await;
+    let mut d = server.client().await;
+    let (_, nd) = d.join("demo").await;
+    assert!(
+        !nd.contains(&idx) && [ida, idb, idf].iter().all(|p| nd.contains(p)),
+        "{nd:?}"
+    );
+    x.send(&ClientMessage::More { want: 4 }).await;
+    match x.recv().await {
+        ServerMessage::Peers { neighbours, .. } => assert!(neighbours.is_empty(), "{neighbours:?}"),
+        other => panic!("expected peers, got {other:?}"),
+    }
 }
 
 #[tokio::test]

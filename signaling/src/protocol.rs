@@ -59,6 +59,16 @@ pub fn valid_channel_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
+/// Why a peer dropped a neighbour, as it tells the tracker in [`ClientMessage::Unlink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlinkReason {
+    /// It sent data that failed verification (a forged piece or header, a malformed message).
+    Lying,
+    /// It kept failing requests for chunks it had announced.
+    Useless,
+}
+
 /// A message from a peer to the server.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -115,6 +125,12 @@ pub enum ClientMessage {
     Unlink {
         /// The former neighbour.
         peer: PeerId,
+        /// Why the peer dropped it, when it was for misbehaving; absent for a link that
+        /// closed or went silent. The tracker stops handing out a peer several of its
+        /// neighbours dropped for [`UnlinkReason::Lying`] (see
+        /// [`crate::tracker::Tracker::accuse`]); `useless` is told but not held against it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<UnlinkReason>,
     },
     /// Leave the channel (the server then closes the socket).
     Leave,
@@ -369,6 +385,7 @@ struct RawClient<'a> {
     latest_seq: Option<u64>,
     depth: Option<u8>,
     peer: Option<PeerId>,
+    reason: Option<UnlinkReason>,
 }
 
 fn need<T>(v: Option<T>, kind: &'static str, field: &'static str) -> Result<T, ProtocolError> {
@@ -417,6 +434,7 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientMessage, ProtocolError> {
         },
         "unlink" => ClientMessage::Unlink {
             peer: need(raw.peer, "unlink", "peer")?,
+            reason: raw.reason,
         },
         "leave" => ClientMessage::Leave,
         "ping" => ClientMessage::Ping,
@@ -525,7 +543,18 @@ mod tests {
                 latest_seq: 0,
                 depth: Some(3),
             },
-            ClientMessage::Unlink { peer: 5 },
+            ClientMessage::Unlink {
+                peer: 5,
+                reason: None,
+            },
+            ClientMessage::Unlink {
+                peer: 6,
+                reason: Some(UnlinkReason::Lying),
+            },
+            ClientMessage::Unlink {
+                peer: 7,
+                reason: Some(UnlinkReason::Useless),
+            },
             ClientMessage::Leave,
             ClientMessage::Ping,
         ]
@@ -640,6 +669,10 @@ mod tests {
             ),
             (
                 br#"{"v":1,"type":"ping","type":"ping"}"#,
+                ErrorCode::BadMessage,
+            ),
+            (
+                br#"{"v":1,"type":"unlink","peer":3,"reason":"rude"}"#,
                 ErrorCode::BadMessage,
             ),
         ];

@@ -24,6 +24,14 @@ pub const UNKNOWN_DEPTH: u8 = 4;
 /// substream roots.
 pub const VIEWERS_PER_SEEDER_LINK: usize = 50;
 
+/// Neighbours that must have dropped a peer for misbehaving ([`Tracker::accuse`]) before the
+/// tracker stops handing it out. One is not enough: a single liar could then shut an honest
+/// peer out.
+pub const ACCUSERS_TO_SHUN: usize = 2;
+
+/// Accusers remembered per peer.
+const MAX_ACCUSERS: usize = 8;
+
 /// Tracker limits.
 #[derive(Debug, Clone)]
 pub struct TrackerConfig {
@@ -81,6 +89,8 @@ struct Entry {
     /// ([`UNKNOWN_DEPTH`] until it says).
     depth: u8,
     seeder: bool,
+    /// Distinct neighbours that dropped this peer for misbehaving (at most [`MAX_ACCUSERS`]).
+    accused_by: Vec<PeerId>,
     /// Position in `Tracker::order`.
     slot: usize,
 }
@@ -153,6 +163,7 @@ impl Tracker {
                 },
                 seeder,
                 depth: if seeder { 0 } else { UNKNOWN_DEPTH },
+                accused_by: Vec::new(),
                 slot: self.order.len(),
             },
         );
@@ -182,6 +193,10 @@ impl Tracker {
         let Some(me) = self.peers.get(&peer) else {
             return Vec::new();
         };
+        if self.shunned(me) {
+            // Found out: it keeps the links it has and gets no more.
+            return Vec::new();
+        }
         let limit = self.limit(me);
         let want = want.min(limit.saturating_sub(me.neighbours.len()));
         if want == 0 {
@@ -201,7 +216,7 @@ impl Tracker {
                     return None;
                 }
                 let e = &self.peers[&c];
-                if e.neighbours.contains(&peer) || (e.seeder && me_seeder) {
+                if e.neighbours.contains(&peer) || (e.seeder && me_seeder) || self.shunned(e) {
                     return None;
                 }
                 let free = self.limit(e).saturating_sub(e.neighbours.len());
@@ -313,6 +328,45 @@ impl Tracker {
         }
     }
 
+    /// `by` dropped its neighbour `peer` for sending data that failed verification. Call
+    /// before [`Tracker::unlink`]; an accusation counts only between peers linked at the time.
+    /// Only forged data accuses, never a neighbour that failed requests: an overloaded honest
+    /// peer fails them too (the simulator's `thousand`, where uploads fall short: 998 of 1025
+    /// viewers were dropped so by two or more neighbours within 100 s). A peer accused by
+    /// [`ACCUSERS_TO_SHUN`] neighbours still in the channel, each itself accused by fewer, is
+    /// no longer handed out, so a newcomer is not surrounded by liars its predecessors have
+    /// already found out (in the simulator's `hostile`, such a newcomer waited up to two
+    /// minutes for its first frame), and gets no more neighbours itself: a liar whose
+    /// neighbours all dropped it would otherwise be handed fresh victims on every ask. The
+    /// seeder is never shunned.
+    pub fn accuse(&mut self, by: PeerId, peer: PeerId) {
+        let Some(e) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if e.seeder
+            || !e.neighbours.contains(&by)
+            || e.accused_by.contains(&by)
+            || e.accused_by.len() >= MAX_ACCUSERS
+        {
+            return;
+        }
+        e.accused_by.push(by);
+    }
+
+    /// Whether enough credible neighbours accused `e` (see [`Tracker::accuse`]).
+    fn shunned(&self, e: &Entry) -> bool {
+        !e.seeder
+            && e.accused_by
+                .iter()
+                .filter(|a| {
+                    self.peers
+                        .get(a)
+                        .is_some_and(|x| x.accused_by.len() < ACCUSERS_TO_SHUN)
+                })
+                .count()
+                >= ACCUSERS_TO_SHUN
+    }
+
     /// Removes `peer`; returns the neighbours that should be told it left.
     pub fn leave(&mut self, peer: PeerId) -> Vec<PeerId> {
         let Some(e) = self.peers.remove(&peer) else {
@@ -394,6 +448,71 @@ mod tests {
         }
         // Every newcomer scores the seeder first while it has room.
         assert_eq!(t.neighbours(0).count(), 20);
+    }
+
+    /// Every peer handed to `n` newcomers from id `first` on, each leaving right after its
+    /// join so the channel and its free slots stay as they were.
+    fn picks_after(t: &mut Tracker, first: PeerId, n: PeerId) -> BTreeSet<PeerId> {
+        let mut seen = BTreeSet::new();
+        for p in first..first + n {
+            seen.extend(t.join(p));
+            t.leave(p);
+        }
+        seen
+    }
+
+    #[test]
+    fn a_peer_two_neighbours_dropped_for_lying_is_no_longer_handed_out() {
+        let mut t = Tracker::new(TrackerConfig::default(), 5);
+        t.add_seeder(0);
+        for p in 1..=10 {
+            t.join(p);
+        }
+        // Link 3 to 4, 5, 6 and 9 for certain.
+        for a in [4, 5, 6, 9] {
+            if !t.neighbours(3).any(|n| n == a) {
+                t.link(3, a);
+            }
+        }
+        // One accuser is not enough: a single liar must not shut an honest peer out.
+        t.accuse(4, 3);
+        t.unlink(4, 3);
+        assert!(picks_after(&mut t, 100, 40).contains(&3));
+        // Nor is one who was not linked to it (accusing from afar), nor the same one twice.
+        t.unlink(7, 3);
+        t.accuse(7, 3);
+        t.accuse(4, 3);
+        assert!(picks_after(&mut t, 200, 40).contains(&3));
+        // A second neighbour's word shuns it: nobody is handed it, and it gets nobody more.
+        t.accuse(5, 3);
+        t.unlink(5, 3);
+        assert!(!picks_after(&mut t, 300, 60).contains(&3));
+        assert_eq!(t.more(3, 4), Vec::<PeerId>::new());
+        assert!(!t.more(8, 2).is_empty());
+        // Accusers who are themselves shunned do not count: 3 is cleared once one of its
+        // two accusers is found out by two others.
+        for a in [1, 2] {
+            if !t.neighbours(5).any(|n| n == a) {
+                t.link(5, a);
+            }
+            t.accuse(a, 5);
+        }
+        assert!(picks_after(&mut t, 400, 40).contains(&3));
+        assert!(!picks_after(&mut t, 500, 60).contains(&5));
+        // Accusers that left no longer count either.
+        t.accuse(6, 3);
+        assert!(!picks_after(&mut t, 600, 60).contains(&3));
+        t.leave(6);
+        assert!(picks_after(&mut t, 700, 40).contains(&3));
+        // The seeder is never shunned, whatever its neighbours say.
+        for a in [1, 2, 4] {
+            if !t.neighbours(0).any(|n| n == a) {
+                t.unlink(0, 10);
+                t.link(0, a);
+            }
+            t.accuse(a, 0);
+        }
+        assert!(picks_after(&mut t, 800, 10).contains(&0));
     }
 
     #[test]

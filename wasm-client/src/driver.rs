@@ -8,8 +8,10 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::{Rc, Weak};
 
 use serde_json::json;
-use signaling::protocol::{encode_client, parse_server, ClientMessage, ServerMessage};
-use swarm::{Input, Output, Peer, PeerId, Time, VerifyingKey};
+use signaling::protocol::{
+    encode_client, parse_server, ClientMessage, ServerMessage, UnlinkReason,
+};
+use swarm::{DropReason, Input, Output, Peer, PeerId, Time, VerifyingKey};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{spawn_local, JsFuture};
@@ -776,6 +778,12 @@ impl Driver {
 
     /// Forgets the link to `peer`; `unlink` tells the tracker to pair us with someone else.
     fn close_link(&mut self, peer: PeerId, unlink: bool) {
+        self.close_link_for(peer, unlink, None);
+    }
+
+    /// [`Driver::close_link`], telling the tracker why when the swarm dropped a misbehaving
+    /// neighbour (the tracker stops handing out a peer several neighbours dropped so).
+    fn close_link_for(&mut self, peer: PeerId, unlink: bool, reason: Option<UnlinkReason>) {
         if let Some(link) = self.links.remove(&peer) {
             if link.open {
                 let now = self.now();
@@ -789,7 +797,7 @@ impl Driver {
                 );
             }
             if unlink {
-                self.send_signal(&ClientMessage::Unlink { peer });
+                self.send_signal(&ClientMessage::Unlink { peer, reason });
             }
         }
     }
@@ -883,7 +891,14 @@ impl Driver {
                     self.media
                         .push(chunk.bytes.to_vec(), chunk.header.timestamp_us);
                 }
-                Output::Drop { peer, .. } => self.close_link(peer, true),
+                Output::Drop { peer, reason } => {
+                    let reason = match reason {
+                        DropReason::Lying => Some(UnlinkReason::Lying),
+                        DropReason::Useless => Some(UnlinkReason::Useless),
+                        DropReason::Dead => None,
+                    };
+                    self.close_link_for(peer, true, reason);
+                }
                 Output::NeedPeers { count } => {
                     let want = u32::try_from(count).unwrap_or(u32::MAX);
                     self.send_signal(&ClientMessage::More { want });

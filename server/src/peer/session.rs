@@ -5,8 +5,10 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use signaling::protocol::{encode_client, parse_server, ClientMessage, ServerMessage};
-use swarm::{Input, Output, Peer, PeerId, Time, VerifyingKey};
+use signaling::protocol::{
+    encode_client, parse_server, ClientMessage, ServerMessage, UnlinkReason,
+};
+use swarm::{DropReason, Input, Output, Peer, PeerId, Time, VerifyingKey};
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use webrtc::peer_connection::{RTCIceCandidateInit, RTCIceServer};
@@ -435,7 +437,8 @@ impl Session<'_> {
                     self.peer.handle(Input::Disconnected { peer }, now);
                 }
                 // Let the tracker pair us with someone else.
-                self.outbox.push(ClientMessage::Unlink { peer });
+                self.outbox
+                    .push(ClientMessage::Unlink { peer, reason: None });
             }
         }
     }
@@ -480,7 +483,13 @@ impl Session<'_> {
                 Output::Drop { peer, reason } => {
                     tracing::debug!(peer, ?reason, "dropping neighbour");
                     self.links.remove(&peer);
-                    self.outbox.push(ClientMessage::Unlink { peer });
+                    // Tell the tracker why, so it stops handing out a peer others found out.
+                    let reason = match reason {
+                        DropReason::Lying => Some(UnlinkReason::Lying),
+                        DropReason::Useless => Some(UnlinkReason::Useless),
+                        DropReason::Dead => None,
+                    };
+                    self.outbox.push(ClientMessage::Unlink { peer, reason });
                 }
                 Output::NeedPeers { count } => {
                     let want = u32::try_from(count).unwrap_or(u32::MAX);

@@ -10,6 +10,7 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use signaling::protocol::{
     encode_server, parse_client, valid_channel_name, ClientMessage, ErrorCode, ServerMessage,
+    UnlinkReason,
 };
 use signaling::tracker::{PeerId, PeerReport};
 use tokio::time::{timeout, Instant};
@@ -379,13 +380,15 @@ impl Conn {
                 };
                 return self.to_room(ws, cmd).await;
             }
-            ClientMessage::Unlink { peer } => {
+            ClientMessage::Unlink { peer, reason } => {
                 return self
                     .to_room(
                         ws,
                         RoomCmd::Unlink {
                             peer: me,
                             other: peer,
+                            // Only forged data accuses (`Tracker::accuse`).
+                            accused: reason == Some(UnlinkReason::Lying),
                         },
                     )
                     .await;

@@ -39,6 +39,8 @@ pub(crate) enum RoomCmd {
     Unlink {
         peer: PeerId,
         other: PeerId,
+        /// Whether `peer` dropped `other` for misbehaving.
+        accused: bool,
     },
 }
 
@@ -123,7 +125,16 @@ impl Room {
                     self.tracker.report_depth(peer, depth);
                 }
             }
-            RoomCmd::Unlink { peer, other } => self.tracker.unlink(peer, other),
+            RoomCmd::Unlink {
+                peer,
+                other,
+                accused,
+            } => {
+                if accused {
+                    self.tracker.accuse(peer, other);
+                }
+                self.tracker.unlink(peer, other);
+            }
         }
     }
 

@@ -30,7 +30,7 @@ use rand_core::{RngCore, SeedableRng};
 use serde::Serialize;
 use signaling::tracker::{PeerReport, Tracker, TrackerConfig};
 use swarm::chunk::ChunkHeader;
-use swarm::{Chunk, Config, Input, Output, Peer, PeerId, Playable, SigningKey, Time};
+use swarm::{Chunk, Config, DropReason, Input, Output, Peer, PeerId, Playable, SigningKey, Time};
 
 pub use scenario::{Scenario, Uploads};
 
@@ -582,6 +582,11 @@ impl Sim {
                             "{:>9.3} {id:>3} drops {peer} ({reason:?})",
                             self.now as f64 / SEC
                         );
+                    }
+                    // As the server does: only forged data accuses (see `Tracker::accuse`).
+                    // Liars' own drops accuse too: the tracker cannot tell them apart.
+                    if reason == DropReason::Lying {
+                        self.tracker.accuse(id as PeerId, peer as PeerId);
                     }
                     self.tracker.unlink(id as PeerId, peer as PeerId);
                     if self.unlink(id, peer) {
