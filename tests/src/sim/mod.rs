@@ -24,6 +24,7 @@ mod scenario;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
@@ -278,6 +279,9 @@ pub struct Sim {
     next_seq: u64,
     /// The origin's true chunk bytes, for checking what viewers play.
     truth: BTreeMap<u64, (Time, Chunk)>,
+    /// The same bytes, shared with every peer that completes the chunk (see
+    /// [`Peer::share_chunk`]): one copy of each chunk instead of one a peer.
+    shared: BTreeMap<u64, Arc<[u8]>>,
     // accounting
     origin_sent: u64,
     http_sent: u64,
@@ -325,6 +329,7 @@ impl Sim {
             key,
             next_seq: 0,
             truth: BTreeMap::new(),
+            shared: BTreeMap::new(),
             origin_sent: 0,
             http_sent: 0,
             viewers_received: 0,
@@ -634,6 +639,9 @@ impl Sim {
                     }
                 }
                 Output::Event(swarm::Event::ChunkComplete { seq, http }) => {
+                    if let Some(bytes) = self.shared.get(&seq) {
+                        self.nodes[id].peer.share_chunk(seq, bytes);
+                    }
                     if self.nodes[id].hostile.is_none() && id != ORIGIN {
                         if let Some((published, _)) = self.truth.get(&seq) {
                             if *published >= self.nodes[id].joined {
@@ -804,6 +812,7 @@ impl Sim {
         )
         .expect("a 2 Mbit/s chunk is far below the size limit");
         let chunk = Chunk { header, bytes };
+        self.shared.insert(seq, chunk.bytes.as_slice().into());
         self.truth.insert(seq, (self.now, chunk.clone()));
         self.tracker.set_live_edge(seq);
         self.nodes[ORIGIN]
