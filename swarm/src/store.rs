@@ -25,8 +25,10 @@ pub(crate) enum Via {
 pub(crate) struct Slot {
     /// Verified header, once known.
     pub(crate) header: Option<ChunkHeader>,
-    /// The chunk's bytes, allocated when the header is verified; shared with the player once
-    /// complete (see [`crate::chunk::Playable`]), and written only before that.
+    /// The chunk's bytes, allocated when the first piece comes (many slots get a header
+    /// and never a piece: the chunk is pulled elsewhere, skipped or evicted first); shared
+    /// with the player once complete (see [`crate::chunk::Playable`]), and written only
+    /// before that.
     pub(crate) data: Arc<[u8]>,
     /// Which pieces are held (verified).
     pub(crate) have: Vec<bool>,
@@ -68,10 +70,10 @@ impl Slot {
         self.complete_at.is_some()
     }
 
-    /// Installs a verified header and makes room for the bytes.
+    /// Installs a verified header (the bytes get room when the first piece comes).
     pub(crate) fn set_header(&mut self, header: ChunkHeader) {
         let n = header.pieces();
-        self.data = std::iter::repeat_n(0, header.len as usize).collect();
+        self.data = Arc::default();
         self.have = vec![false; n];
         self.requested = vec![None; n];
         self.src = vec![Via::Other; n];
@@ -85,7 +87,11 @@ impl Slot {
         if self.have.get(index).copied().unwrap_or(true) {
             return false;
         }
-        let range = piece_range(self.data.len(), index);
+        let len = self.header.as_ref().map_or(0, |h| h.len as usize);
+        if self.data.len() != len {
+            self.data = std::iter::repeat_n(0, len).collect();
+        }
+        let range = piece_range(len, index);
         // Unshared until the chunk is complete, so this never copies the chunk.
         Arc::make_mut(&mut self.data)[range].copy_from_slice(bytes);
         self.have[index] = true;
