@@ -22,7 +22,8 @@
 
 mod scenario;
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
 
 use rand_chacha::ChaCha8Rng;
@@ -233,7 +234,7 @@ impl Fingerprint {
 /// time in the high 64 bits, then the scheduling order, then the slot in the low
 /// [`Scheduled::SLOT_BITS`]. The order is unique, so the slot never decides a comparison,
 /// and one integer compares faster than three fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Scheduled(u128);
 
 impl Scheduled {
@@ -260,64 +261,6 @@ impl Scheduled {
     }
 }
 
-/// The pending events: a min-heap of [`Scheduled`] with four children a node. Every
-/// `Scheduled` is unique, so any correct heap pops them in the same order; with four
-/// children a node the heap is half as deep as a binary one and a node's children share
-/// a cache line, and popping (`BinaryHeap`'s sift-down, a cache miss a level among a
-/// large run's gigabytes) was still a twelfth of a `thousand` run.
-#[derive(Debug, Default)]
-struct Queue {
-    heap: Vec<Scheduled>,
-}
-
-impl Queue {
-    const ARITY: usize = 4;
-
-    fn push(&mut self, item: Scheduled) {
-        let mut i = self.heap.len();
-        self.heap.push(Scheduled(0));
-        while i > 0 {
-            let parent = (i - 1) / Self::ARITY;
-            if self.heap[parent] <= item {
-                break;
-            }
-            self.heap[i] = self.heap[parent];
-            i = parent;
-        }
-        self.heap[i] = item;
-    }
-
-    fn pop(&mut self) -> Option<Scheduled> {
-        let last = self.heap.pop()?;
-        let n = self.heap.len();
-        if n == 0 {
-            return Some(last);
-        }
-        let top = self.heap[0];
-        let mut i = 0;
-        loop {
-            let first = Self::ARITY * i + 1;
-            if first >= n {
-                break;
-            }
-            let end = (first + Self::ARITY).min(n);
-            let mut min = first;
-            for c in first + 1..end {
-                if self.heap[c] < self.heap[min] {
-                    min = c;
-                }
-            }
-            if self.heap[min] >= last {
-                break;
-            }
-            self.heap[i] = self.heap[min];
-            i = min;
-        }
-        self.heap[i] = last;
-        Some(top)
-    }
-}
-
 /// The simulator for one scenario and seed.
 pub struct Sim {
     sc: Scenario,
@@ -325,7 +268,7 @@ pub struct Sim {
     rng: ChaCha8Rng,
     now: Time,
     order: u64,
-    events: Queue,
+    events: BinaryHeap<Reverse<Scheduled>>,
     /// The scheduled events, by `Scheduled::slot`; `None` once taken.
     slots: Vec<Option<Ev>>,
     /// Free indices in `slots`.
@@ -378,7 +321,7 @@ impl Sim {
             rng,
             now: 0,
             order: 0,
-            events: Queue::default(),
+            events: BinaryHeap::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
             nodes: Vec::new(),
@@ -464,7 +407,8 @@ impl Sim {
                 u32::try_from(self.slots.len() - 1).expect("fewer than 4 billion pending events")
             }
         };
-        self.events.push(Scheduled::new(at, self.order, slot));
+        self.events
+            .push(Reverse(Scheduled::new(at, self.order, slot)));
     }
 
     /// Opens the link between `a` and `b`.
@@ -1028,7 +972,7 @@ impl Sim {
                 t += gap;
             }
         }
-        while let Some(next) = self.events.pop() {
+        while let Some(Reverse(next)) = self.events.pop() {
             let (at, slot) = (next.at(), next.slot());
             if at > end {
                 break;
