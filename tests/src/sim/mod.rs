@@ -261,6 +261,16 @@ impl Scheduled {
     }
 }
 
+/// A chunk the origin published.
+struct Published {
+    /// When.
+    at: Time,
+    chunk: Chunk,
+    /// Its bytes, shared with every peer that completes the chunk (see
+    /// [`Peer::share_chunk`]): one copy of each chunk instead of one a peer.
+    bytes: Arc<[u8]>,
+}
+
 /// The simulator for one scenario and seed.
 pub struct Sim {
     sc: Scenario,
@@ -277,11 +287,8 @@ pub struct Sim {
     tracker: Tracker,
     key: SigningKey,
     next_seq: u64,
-    /// The origin's true chunk bytes, for checking what viewers play.
-    truth: BTreeMap<u64, (Time, Chunk)>,
-    /// The same bytes, shared with every peer that completes the chunk (see
-    /// [`Peer::share_chunk`]): one copy of each chunk instead of one a peer.
-    shared: BTreeMap<u64, Arc<[u8]>>,
+    /// What the origin published, for checking what viewers play.
+    truth: BTreeMap<u64, Published>,
     // accounting
     origin_sent: u64,
     http_sent: u64,
@@ -329,7 +336,6 @@ impl Sim {
             key,
             next_seq: 0,
             truth: BTreeMap::new(),
-            shared: BTreeMap::new(),
             origin_sent: 0,
             http_sent: 0,
             viewers_received: 0,
@@ -639,12 +645,12 @@ impl Sim {
                     }
                 }
                 Output::Event(swarm::Event::ChunkComplete { seq, http }) => {
-                    if let Some(bytes) = self.shared.get(&seq) {
-                        self.nodes[id].peer.share_chunk(seq, bytes);
+                    if let Some(p) = self.truth.get(&seq) {
+                        self.nodes[id].peer.share_chunk(seq, &p.bytes);
                     }
                     if self.nodes[id].hostile.is_none() && id != ORIGIN {
-                        if let Some((published, _)) = self.truth.get(&seq) {
-                            if *published >= self.nodes[id].joined {
+                        if let Some(&Published { at: published, .. }) = self.truth.get(&seq) {
+                            if published >= self.nodes[id].joined {
                                 let d = (self.now - published) as f64 / SEC;
                                 self.delivery.push(d);
                                 if self.debug {
@@ -667,7 +673,7 @@ impl Sim {
         let ok = self
             .truth
             .get(&chunk.header.seq)
-            .is_some_and(|(_, c)| c.bytes[..] == chunk.bytes[..]);
+            .is_some_and(|p| p.bytes[..] == chunk.bytes[..]);
         if !ok {
             self.corrupt_played += 1;
         }
@@ -812,8 +818,14 @@ impl Sim {
         )
         .expect("a 2 Mbit/s chunk is far below the size limit");
         let chunk = Chunk { header, bytes };
-        self.shared.insert(seq, chunk.bytes.as_slice().into());
-        self.truth.insert(seq, (self.now, chunk.clone()));
+        self.truth.insert(
+            seq,
+            Published {
+                at: self.now,
+                bytes: chunk.bytes.as_slice().into(),
+                chunk: chunk.clone(),
+            },
+        );
         self.tracker.set_live_edge(seq);
         self.nodes[ORIGIN]
             .peer
@@ -841,7 +853,7 @@ impl Sim {
             .has_chunk(seq)
             .then(|| self.truth.get(&seq))
             .flatten()
-            .map(|(_, c)| c.framed_len());
+            .map(|p| p.chunk.framed_len());
         let Some(n) = n else {
             let at = self.now + self.latency(node, ORIGIN);
             self.push(
@@ -873,7 +885,7 @@ impl Sim {
             );
             return;
         }
-        let framed = self.truth[&seq].1.to_framed();
+        let framed = self.truth[&seq].chunk.to_framed();
         let done = start + (wire as f64 / rate * SEC) as Time;
         self.http_free = done;
         self.origin_sent += n as u64;
