@@ -3335,20 +3335,32 @@ mod tests {
 
     /// A viewer fed in both substreams by the seeder (neighbour 100) at depth 1, 0.3 s in.
     fn fed_viewer(cfg: Config) -> Peer {
+        fed_by(cfg, 100, true)
+    }
+
+    /// A viewer (2 Mbit/s stream, 2 substreams) fed both substreams by `parent`: the seeder,
+    /// or a viewer one hop below it.
+    fn fed_by(cfg: Config, parent: PeerId, seeder: bool) -> Peer {
         let mut p = Peer::new(cfg, key(), 0, 1);
         p.bitrate = 250_000.0;
         p.handle(
             Input::Connected {
-                peer: 100,
-                seeder: true,
+                peer: parent,
+                seeder,
             },
             0,
         );
-        hear(&mut p, 100, &status(5, vec![0, 0], 4, 0), 1_000);
+        let d = u8::from(!seeder);
+        hear(&mut p, parent, &status(5, vec![d, d], 4, 0), 1_000);
         p.handle(Input::Timeout, 200_000);
-        assert!(drain(&mut p).contains(&(100, Message::Subscribe { mask: 3 })));
-        hear(&mut p, 100, &Message::Accept { mask: 3 }.encode(), 300_000);
-        assert_eq!(p.depths(), vec![1, 1]);
+        assert!(drain(&mut p).contains(&(parent, Message::Subscribe { mask: 3 })));
+        hear(
+            &mut p,
+            parent,
+            &Message::Accept { mask: 3 }.encode(),
+            300_000,
+        );
+        assert_eq!(p.depths(), vec![d + 1, d + 1]);
         drain(&mut p);
         p
     }
@@ -3458,23 +3470,15 @@ mod tests {
 
     #[test]
     fn unanswered_requests_never_end_a_push_between_neighbours() {
-        let mut p = Peer::new(
+        // Parent 1 (a viewer, not the seeder) feeds both substreams.
+        let mut p = fed_by(
             Config {
                 upload_limit: Some(625_000),
                 ..Config::default()
             },
-            key(),
-            0,
             1,
+            false,
         );
-        p.bitrate = 250_000.0;
-        // Parent 1 (a viewer, not the seeder) feeds both substreams.
-        connect(&mut p, 1, 0);
-        hear(&mut p, 1, &status(5, vec![1, 1], 4, 0), 1_000);
-        p.handle(Input::Timeout, 200_000);
-        assert!(drain(&mut p).contains(&(1, Message::Subscribe { mask: 3 })));
-        hear(&mut p, 1, &Message::Accept { mask: 3 }.encode(), 300_000);
-        assert_eq!(p.depths(), vec![2, 2]);
         // Child 2 will relay to three others, child 3 feeds nobody, 4 is only a neighbour.
         for (id, mask) in [(2, 1), (3, 2)] {
             connect(&mut p, id, 1_000_000);
