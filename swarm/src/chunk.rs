@@ -378,6 +378,24 @@ impl core::fmt::Display for ChunkError {
 
 impl std::error::Error for ChunkError {}
 
+/// What a driver already verified, so a peer need not check it again: a memo of checks, not
+/// a source of trust. A driver that runs many peers in one process (the simulator) checks
+/// each chunk's signature and pieces once, and every peer it hands the memo to skips the
+/// repeated hashing and signature checks for bytes the memo holds (SHA-256 and Ed25519 were
+/// a fifth of a thousand-peer run). Anything the memo does not hold byte for byte is checked
+/// as always, so a forgery is caught exactly as before. A browser or native peer, alone in
+/// its process, has none.
+pub trait Verified: Send + Sync + core::fmt::Debug {
+    /// Whether `header` equals, field for field, a header already found validly signed by
+    /// `key`. `false` means only "not known": the peer then checks it itself.
+    fn header(&self, key: &VerifyingKey, header: &ChunkHeader) -> bool;
+
+    /// Whether `data` equals, byte for byte, piece `index` of a chunk whose bytes were
+    /// already found to match `header` (so [`ChunkHeader::verify_piece`] would accept it).
+    /// `false` means only "not known".
+    fn piece(&self, header: &ChunkHeader, index: usize, data: &[u8]) -> bool;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

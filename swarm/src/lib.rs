@@ -54,7 +54,9 @@ mod peer;
 mod store;
 pub mod wire;
 
-pub use chunk::{public_key_from_hex, Chunk, ChunkError, ChunkHeader, Playable, VerifyError};
+pub use chunk::{
+    public_key_from_hex, Chunk, ChunkError, ChunkHeader, Playable, Verified, VerifyError,
+};
 pub use codec::DecodeError;
 pub use config::Config;
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -23,7 +23,7 @@ use ed25519_dalek::VerifyingKey;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::chunk::{Chunk, ChunkHeader, Playable, PIECE_SIZE};
+use crate::chunk::{Chunk, ChunkHeader, Playable, Verified, PIECE_SIZE};
 use crate::config::Config;
 use crate::metrics::{Metrics, Source};
 use crate::store::{Store, Via, MAX_STASHED};
@@ -450,6 +450,8 @@ pub struct Peer {
     next_need: Time,
     wake: Option<Time>,
     metrics: Metrics,
+    /// Checks already made elsewhere in this process (see [`Verified`]).
+    verified: Option<Arc<dyn Verified>>,
 }
 
 impl Peer {
@@ -504,6 +506,7 @@ impl Peer {
             next_need: now,
             wake: None,
             metrics: Metrics::default(),
+            verified: None,
             cfg,
         };
         if !origin {
@@ -560,6 +563,12 @@ impl Peer {
             }
             _ => false,
         }
+    }
+
+    /// Shares `verified`, a memo of checks this process already made (see [`Verified`]): the
+    /// peer skips checking again what it holds byte for byte, and checks everything else.
+    pub fn share_verified(&mut self, verified: Arc<dyn Verified>) {
+        self.verified = Some(verified);
     }
 
     /// A one-line summary of the peer's push-tree position, for logs and debugging.
@@ -1114,7 +1123,11 @@ impl Peer {
             self.metrics.duplicate_bytes += h.encoded_len() as u64;
             return;
         }
-        if h.verify(&self.key).is_err() {
+        let known = self
+            .verified
+            .as_ref()
+            .is_some_and(|v| v.header(&self.key, &h));
+        if !known && h.verify(&self.key).is_err() {
             self.metrics.chunks_rejected += 1;
             self.drop_peer(from, DropReason::Lying);
             return;
@@ -1251,7 +1264,11 @@ impl Peer {
             self.metrics.duplicate_bytes += data.len() as u64;
             return;
         }
-        if header.verify_piece(index as usize, data).is_err() {
+        let known = self
+            .verified
+            .as_ref()
+            .is_some_and(|v| v.piece(header, index as usize, data));
+        if !known && header.verify_piece(index as usize, data).is_err() {
             self.metrics.chunks_rejected += 1;
             self.drop_peer(from, DropReason::Lying);
             return;

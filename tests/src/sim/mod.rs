@@ -20,6 +20,7 @@
 //! A peer learns only what messages tell it. Everything is driven by one seeded RNG and a
 //! deterministic event order, so a seed reproduces a run byte for byte.
 
+mod memo;
 mod scenario;
 
 use std::cmp::Reverse;
@@ -33,6 +34,7 @@ use signaling::tracker::{PeerReport, Tracker, TrackerConfig};
 use swarm::chunk::ChunkHeader;
 use swarm::{Chunk, Config, DropReason, Input, Output, Peer, PeerId, Playable, SigningKey, Time};
 
+use memo::Memo;
 pub use scenario::{Scenario, Uploads};
 
 const SEC: f64 = 1e6;
@@ -289,6 +291,8 @@ pub struct Sim {
     next_seq: u64,
     /// What the origin published, for checking what viewers play.
     truth: BTreeMap<u64, Published>,
+    /// The checks of what the origin published, shared by every peer.
+    memo: Arc<Memo>,
     // accounting
     origin_sent: u64,
     http_sent: u64,
@@ -322,6 +326,7 @@ impl Sim {
         rng.fill_bytes(&mut key_bytes);
         let key = SigningKey::from_bytes(&key_bytes);
         let tracker = Tracker::new(TrackerConfig::default(), rng.next_u64());
+        let memo = Arc::new(Memo::new(key.verifying_key()));
         let mut sim = Sim {
             sc,
             seed,
@@ -336,6 +341,7 @@ impl Sim {
             key,
             next_seq: 0,
             truth: BTreeMap::new(),
+            memo,
             origin_sent: 0,
             http_sent: 0,
             viewers_received: 0,
@@ -383,7 +389,8 @@ impl Sim {
             substreams: self.viewer_config().substreams,
             ..Config::origin(Some(cap))
         };
-        let peer = Peer::new(cfg, self.key.verifying_key(), 0, self.seed ^ 0x5eed);
+        let mut peer = Peer::new(cfg, self.key.verifying_key(), 0, self.seed ^ 0x5eed);
+        peer.share_verified(self.memo.clone());
         self.nodes.push(Node {
             peer,
             alive: true,
@@ -531,12 +538,13 @@ impl Sim {
             None
         };
         let cfg = self.viewer_config();
-        let peer = Peer::new(
+        let mut peer = Peer::new(
             cfg,
             self.key.verifying_key(),
             self.now,
             self.seed ^ id as u64,
         );
+        peer.share_verified(self.memo.clone());
         self.nodes.push(Node {
             peer,
             alive: true,
@@ -818,11 +826,16 @@ impl Sim {
         )
         .expect("a 2 Mbit/s chunk is far below the size limit");
         let chunk = Chunk { header, bytes };
+        let shared: Arc<[u8]> = chunk.bytes.as_slice().into();
+        assert!(
+            self.memo.check(&chunk.header, &shared),
+            "the origin's own chunk passes its checks"
+        );
         self.truth.insert(
             seq,
             Published {
                 at: self.now,
-                bytes: chunk.bytes.as_slice().into(),
+                bytes: shared,
                 chunk: chunk.clone(),
             },
         );
