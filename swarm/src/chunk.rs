@@ -383,17 +383,20 @@ impl std::error::Error for ChunkError {}
 /// each chunk's signature and pieces once, and every peer it hands the memo to skips the
 /// repeated hashing and signature checks for bytes the memo holds (SHA-256 and Ed25519 were
 /// a fifth of a thousand-peer run). Anything the memo does not hold byte for byte is checked
-/// as always, so a forgery is caught exactly as before. A browser or native peer, alone in
-/// its process, has none.
+/// as always, so a forgery is caught exactly as before. The memo also hands out the checked
+/// bytes, so the peers share one copy of each chunk rather than each zeroing, filling and
+/// freeing its own. A browser or native peer, alone in its process, has none.
 pub trait Verified: Send + Sync + core::fmt::Debug {
     /// Whether `header` equals, field for field, a header already found validly signed by
     /// `key`. `false` means only "not known": the peer then checks it itself.
     fn header(&self, key: &VerifyingKey, header: &ChunkHeader) -> bool;
 
-    /// Whether `data` equals, byte for byte, piece `index` of a chunk whose bytes were
-    /// already found to match `header` (so [`ChunkHeader::verify_piece`] would accept it).
-    /// `false` means only "not known".
-    fn piece(&self, header: &ChunkHeader, index: usize, data: &[u8]) -> bool;
+    /// If `data` equals, byte for byte, piece `index` of a chunk whose bytes were already
+    /// found to match `header` (so [`ChunkHeader::verify_piece`] would accept it), those
+    /// checked bytes, whole: the peer may hold them as its copy of the chunk rather than
+    /// building its own piece by piece (it still counts only the pieces it received).
+    /// `None` means only "not known".
+    fn piece(&self, header: &ChunkHeader, index: usize, data: &[u8]) -> Option<Arc<[u8]>>;
 }
 
 #[cfg(test)]

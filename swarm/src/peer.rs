@@ -557,6 +557,7 @@ impl Peer {
     /// fresh pages was a tenth of a run.
     pub fn share_chunk(&mut self, seq: u64, bytes: &Arc<[u8]>) -> bool {
         match self.store.get_mut(seq) {
+            Some(slot) if slot.is_complete() && Arc::ptr_eq(&slot.data, bytes) => true,
             Some(slot) if slot.is_complete() && slot.data[..] == bytes[..] => {
                 slot.data = Arc::clone(bytes);
                 true
@@ -1264,18 +1265,18 @@ impl Peer {
             self.metrics.duplicate_bytes += data.len() as u64;
             return;
         }
-        let known = self
+        let whole = self
             .verified
             .as_ref()
-            .is_some_and(|v| v.piece(header, index as usize, data));
-        if !known && header.verify_piece(index as usize, data).is_err() {
+            .and_then(|v| v.piece(header, index as usize, data));
+        if whole.is_none() && header.verify_piece(index as usize, data).is_err() {
             self.metrics.chunks_rejected += 1;
             self.drop_peer(from, DropReason::Lying);
             return;
         }
         let len = data.len();
         let requested_from = slot.requested.get(index as usize).copied().flatten();
-        if !slot.put_piece(index as usize, data) {
+        if !slot.put_piece(index as usize, data, whole.as_ref()) {
             self.metrics.duplicate_bytes += len as u64;
             return;
         }
@@ -1839,7 +1840,7 @@ impl Peer {
         let mut fresh = Vec::new();
         for i in 0..n {
             let range = crate::chunk::piece_range(bytes.len(), i);
-            if slot.put_piece(i, &bytes[range]) {
+            if slot.put_piece(i, &bytes[range], None) {
                 fresh.push(i as u16);
             }
         }

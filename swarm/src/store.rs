@@ -28,7 +28,8 @@ pub(crate) struct Slot {
     /// The chunk's bytes, allocated when the first piece comes (many slots get a header
     /// and never a piece: the chunk is pulled elsewhere, skipped or evicted first); shared
     /// with the player once complete (see [`crate::chunk::Playable`]), and written only
-    /// before that.
+    /// before that. With a memo of checks (see [`crate::Verified`]) they may be the memo's
+    /// checked copy from the first piece on (see [`Slot::put_piece`]).
     pub(crate) data: Arc<[u8]>,
     /// Which pieces are held (verified).
     pub(crate) have: Vec<bool>,
@@ -83,17 +84,34 @@ impl Slot {
     }
 
     /// Copies in a verified piece. Returns false if it was already held.
-    pub(crate) fn put_piece(&mut self, index: usize, bytes: &[u8]) -> bool {
+    ///
+    /// `whole` is the chunk's bytes, already checked, when a memo of checks vouched for
+    /// this piece (see [`crate::Verified`]): a slot with no bytes yet holds those rather
+    /// than a copy of its own, and a slot already holding them has nothing to write. Bytes
+    /// of pieces not yet held are then present but never read: `have` says what is held.
+    pub(crate) fn put_piece(
+        &mut self,
+        index: usize,
+        bytes: &[u8],
+        whole: Option<&Arc<[u8]>>,
+    ) -> bool {
         if self.have.get(index).copied().unwrap_or(true) {
             return false;
         }
         let len = self.header.as_ref().map_or(0, |h| h.len as usize);
+        let whole = whole.filter(|w| w.len() == len);
         if self.data.len() != len {
-            self.data = std::iter::repeat_n(0, len).collect();
+            self.data = match whole {
+                Some(w) => Arc::clone(w),
+                None => std::iter::repeat_n(0, len).collect(),
+            };
         }
-        let range = piece_range(len, index);
-        // Unshared until the chunk is complete, so this never copies the chunk.
-        Arc::make_mut(&mut self.data)[range].copy_from_slice(bytes);
+        if !whole.is_some_and(|w| Arc::ptr_eq(w, &self.data)) {
+            let range = piece_range(len, index);
+            // Unshared until the chunk is complete (or shared with a memo's checked copy,
+            // which the first piece from elsewhere copies once).
+            Arc::make_mut(&mut self.data)[range].copy_from_slice(bytes);
+        }
         self.have[index] = true;
         self.requested[index] = None;
         self.have_count += 1;
@@ -160,5 +178,46 @@ impl Store {
             }
         }
         bits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::PIECE_SIZE;
+    use ed25519_dalek::SigningKey;
+
+    fn slot_for(bytes: &[u8]) -> Slot {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let header = ChunkHeader::sign(&key, 0, 0, 500_000, true, bytes).unwrap();
+        let mut slot = Slot::new(0);
+        slot.set_header(header);
+        slot
+    }
+
+    #[test]
+    fn a_memo_copy_is_held_shared_until_a_piece_comes_from_elsewhere() {
+        let whole: Arc<[u8]> = (0..3 * PIECE_SIZE).map(|i| (i % 251) as u8).collect();
+        let piece = |i| &whole[piece_range(whole.len(), i)];
+
+        let mut slot = slot_for(&whole);
+        assert!(slot.put_piece(1, piece(1), Some(&whole)));
+        assert!(Arc::ptr_eq(&slot.data, &whole), "no copy of its own");
+        assert!(!slot.put_piece(1, piece(1), Some(&whole)), "already held");
+        assert_eq!(slot.missing().collect::<Vec<_>>(), [0, 2], "only what came");
+        // A piece the memo did not vouch for (HTTP, or hashed by the peer) is written to
+        // the slot's own copy; the memo's bytes are never written.
+        assert!(slot.put_piece(0, piece(0), None));
+        assert!(!Arc::ptr_eq(&slot.data, &whole));
+        assert!(slot.put_piece(2, piece(2), Some(&whole)));
+        assert!(slot.all_pieces());
+        assert_eq!(slot.data[..], whole[..]);
+
+        // Bytes of another length are not the chunk's, and are ignored.
+        let mut slot = slot_for(&whole);
+        let short: Arc<[u8]> = whole[..PIECE_SIZE].into();
+        assert!(slot.put_piece(0, piece(0), Some(&short)));
+        assert_eq!(slot.data.len(), whole.len());
+        assert_eq!(slot.piece(0), piece(0));
     }
 }

@@ -61,11 +61,14 @@ impl Verified for Memo {
                 .is_some_and(|(h, _)| h == header)
     }
 
-    fn piece(&self, header: &ChunkHeader, index: usize, data: &[u8]) -> bool {
-        index < header.pieces()
-            && self.chunks().get(&header.seq).is_some_and(|(h, bytes)| {
-                h == header && bytes.get(piece_range(bytes.len(), index)) == Some(data)
-            })
+    fn piece(&self, header: &ChunkHeader, index: usize, data: &[u8]) -> Option<Arc<[u8]>> {
+        if index >= header.pieces() {
+            return None;
+        }
+        let chunks = self.chunks();
+        let (h, bytes) = chunks.get(&header.seq)?;
+        (h == header && bytes.get(piece_range(bytes.len(), index)) == Some(data))
+            .then(|| Arc::clone(bytes))
     }
 }
 
@@ -91,17 +94,21 @@ mod tests {
         assert!(memo.check(&h, &bytes));
         assert!(memo.header(&key.verifying_key(), &h));
         let piece = &bytes[piece_range(bytes.len(), 1)];
-        assert!(memo.piece(&h, 1, piece));
+        let whole = memo.piece(&h, 1, piece).expect("a checked piece");
+        assert!(Arc::ptr_eq(&whole, &bytes), "the checked bytes, shared");
 
         // Anything else is "not known", so the peer checks it itself.
         let mut forged = piece.to_vec();
         forged[0] ^= 1;
-        assert!(!memo.piece(&h, 1, &forged), "a changed byte");
+        assert!(memo.piece(&h, 1, &forged).is_none(), "a changed byte");
         assert!(
-            !memo.piece(&h, 0, piece),
+            memo.piece(&h, 0, piece).is_none(),
             "the right bytes at the wrong index"
         );
-        assert!(!memo.piece(&h, h.pieces(), &[]), "a piece past the end");
+        assert!(
+            memo.piece(&h, h.pieces(), &[]).is_none(),
+            "a piece past the end"
+        );
         let other = SigningKey::from_bytes(&[8; 32]);
         assert!(
             !memo.header(&other.verifying_key(), &h),
@@ -114,7 +121,7 @@ mod tests {
             "a changed field"
         );
         assert!(
-            !memo.piece(&lying, 1, piece),
+            memo.piece(&lying, 1, piece).is_none(),
             "a piece under a changed header"
         );
 
