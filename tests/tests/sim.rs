@@ -31,3 +31,20 @@ fn swarm_delivers_and_liars_are_banned() {
     assert!(r.continuity > 0.9, "{r:?}");
     assert!(r.offload > 0.5, "viewers carry most of the stream: {r:?}");
 }
+
+#[test]
+fn the_origin_never_sends_more_than_its_link_carries() {
+    // A link narrower than the seeder's own cap (1.25 copies of a 2 Mbit/s stream): the
+    // seeder takes all of it and the HTTP fallback, which gets only what the seeder leaves,
+    // must refuse rather than serve for free.
+    let sc = Scenario {
+        origin_bps: 2e6,
+        ..Scenario::by_name("smoke").expect("the smoke scenario exists")
+    };
+    let r = Sim::new(sc, 5).quiet().run();
+    assert!(
+        r.origin_mbit_s <= 2.0,
+        "the origin sent more than its 2 Mbit/s link: {r:?}"
+    );
+    assert!(r.http_refused > 0, "HTTP got no room and said so: {r:?}");
+}

@@ -878,12 +878,13 @@ impl Sim {
             return;
         };
         // HTTP gets what the origin's link has beyond the seeder's reserved cap (the server
-        // gives its seeder's flows priority). When the HTTP queue is already more than a
-        // second deep the server answers 503 at once rather than serve a chunk too late.
+        // gives its seeder's flows priority), and nothing when the seeder's cap takes the
+        // whole link. When the HTTP queue is already more than a second deep the server
+        // answers 503 at once rather than serve a chunk too late.
         let wire = n + n.div_ceil(1400) * 60;
         let rate = self.sc.origin_bps / 8.0 - self.seeder_cap as f64;
         let start = self.http_free.max(self.now);
-        if start > self.now + HTTP_MAX_QUEUE {
+        if rate < 1.0 || start > self.now + HTTP_MAX_QUEUE {
             let at = self.now + self.latency(node, ORIGIN);
             self.http_refused += 1;
             self.push(
