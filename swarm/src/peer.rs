@@ -557,8 +557,11 @@ impl Peer {
     /// fresh pages was a tenth of a run.
     pub fn share_chunk(&mut self, seq: u64, bytes: &Arc<[u8]>) -> bool {
         match self.store.get_mut(seq) {
-            Some(slot) if slot.is_complete() && Arc::ptr_eq(&slot.data, bytes) => true,
-            Some(slot) if slot.is_complete() && slot.data[..] == bytes[..] => {
+            // (`==` on `Arc<[u8]>` compares every byte even of one allocation.)
+            Some(slot)
+                if slot.is_complete()
+                    && (Arc::ptr_eq(&slot.data, bytes) || slot.data[..] == bytes[..]) =>
+            {
                 slot.data = Arc::clone(bytes);
                 true
             }
