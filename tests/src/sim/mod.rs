@@ -311,6 +311,9 @@ pub struct Sim {
     seeder_cap: u64,
     /// `SIM_SEEDER_COPIES`: the seeder's cap in copies, fixed.
     fixed_copies: Option<f64>,
+    /// `SIM_KNOWN_UPLOAD=1`: every viewer starts capped at its link's rate, as if a free and
+    /// exact upload probe had measured it (an experiment's bound, not a model of the client).
+    known_upload: bool,
     /// When the origin's HTTP queue drains.
     http_free: Time,
     http_refused: u64,
@@ -355,6 +358,7 @@ impl Sim {
             completions: Vec::new(),
             seeder_cap: 0,
             fixed_copies: None,
+            known_upload: std::env::var_os("SIM_KNOWN_UPLOAD").is_some(),
             http_free: 0,
             http_refused: 0,
         };
@@ -535,7 +539,12 @@ impl Sim {
         } else {
             None
         };
-        let cfg = self.viewer_config();
+        let mut cfg = self.viewer_config();
+        if self.known_upload {
+            // What a perfect, free upload probe at join would give (an experiment's bound).
+            let link = self.bytes_per_s(up) as u64;
+            cfg.upload_limit = Some(cfg.upload_limit.map_or(link, |c| c.min(link)));
+        }
         let mut peer = Peer::new(
             cfg,
             self.key.verifying_key(),
