@@ -15,12 +15,18 @@ use crate::DecodeError;
 
 /// Largest wire message, in bytes. Every browser's SCTP stack accepts messages this size.
 pub const MAX_MESSAGE: usize = 16 * 1024;
-/// Bytes of chunk data carried by one piece (all pieces but a chunk's last are this long).
-/// Leaves room for the piece message's own framing inside [`MAX_MESSAGE`].
-pub const PIECE_SIZE: usize = MAX_MESSAGE - 64;
+/// Bytes of chunk data carried by one piece (all pieces but a chunk's last are this long):
+/// half a message, less room for the piece message's own framing.
+///
+/// A relay verifies a piece, and so can forward it, only once the whole piece is in, so
+/// every hop of a push tree waits for one piece at the parent's share of its uplink. Half
+/// of a whole message halves that wait: in the simulator's `thousand` (trees 8-10 hops
+/// deep) delivery p95 fell on every one of seeds 1-6, from 3.83 s to 3.54 s on average,
+/// and in `hundred` (seeds 1-16) from 1.28 s to 1.20 s, for 0.4 % more bytes of framing.
+pub const PIECE_SIZE: usize = MAX_MESSAGE / 2 - 64;
 /// Most pieces a chunk may have: its header, with one hash per piece, must fit one message.
-pub const MAX_PIECES: usize = 400;
-/// Largest chunk, in bytes (about 6.5 MB: 26 s at 2 Mbit/s, or 2.6 s at 20 Mbit/s).
+pub const MAX_PIECES: usize = 500;
+/// Largest chunk, in bytes (about 4 MB: 16 s at 2 Mbit/s, or 1.6 s at 20 Mbit/s).
 pub const MAX_CHUNK_BYTES: usize = PIECE_SIZE * MAX_PIECES;
 
 /// Domain separation for chunk signatures, so a signature can never be replayed as anything else.
@@ -419,7 +425,7 @@ mod tests {
 
     #[test]
     fn sign_verify_roundtrip() {
-        let bytes: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let bytes: Vec<u8> = (0..2 * PIECE_SIZE as u32 + 500).map(|i| i as u8).collect();
         let h = ChunkHeader::sign(&key(), 5, 1_000, 500_000, true, &bytes).unwrap();
         assert_eq!(h.pieces(), 3);
         h.verify(&key().verifying_key()).unwrap();

@@ -7,8 +7,9 @@
 use crate::chunk::{ChunkHeader, MAX_MESSAGE, MAX_PIECES, PIECE_SIZE};
 use crate::codec::{DecodeError, Reader, Writer};
 
-/// The protocol version this crate speaks.
-pub const VERSION: u8 = 1;
+/// The protocol version this crate speaks. Version 2 halved the piece size
+/// ([`PIECE_SIZE`]): a peer of version 1 would cut chunks into pieces this one rejects.
+pub const VERSION: u8 = 2;
 /// Most substreams a channel may be split into (masks are 16 bits).
 pub const MAX_SUBSTREAMS: usize = 16;
 /// Chunks covered by a [`Message::Status`] bitmap.
@@ -455,8 +456,8 @@ mod tests {
     #[test]
     fn rejects_bad_version_type_and_size() {
         assert_eq!(
-            Message::decode(&[2, T_HAVE]),
-            Err(DecodeError::UnsupportedVersion(2))
+            Message::decode(&[VERSION + 1, T_HAVE]),
+            Err(DecodeError::UnsupportedVersion(VERSION + 1))
         );
         assert_eq!(
             Message::decode(&[VERSION, 99]),
