@@ -1225,6 +1225,12 @@ impl Peer {
         start
     }
 
+    /// How far behind the live edge a viewer starts, and lands after a far jump: the target
+    /// delay plus the start buffer.
+    fn start_delay(&self) -> Time {
+        self.cfg.target_delay + self.cfg.start_buffer
+    }
+
     /// How many chunks behind the live edge a viewer in a running swarm starts: as many as
     /// its start delay (target plus start buffer) holds beyond [`START_LEAD`], so its first
     /// frame comes about `START_LEAD` after it hears of the edge. Never past half the window
@@ -1233,7 +1239,7 @@ impl Peer {
         if !self.cfg.play || h.duration_us == 0 {
             return 0;
         }
-        let span = (self.cfg.target_delay + self.cfg.start_buffer).saturating_sub(START_LEAD);
+        let span = self.start_delay().saturating_sub(START_LEAD);
         span.min(self.cfg.window / 2) / h.duration_us as Time
     }
 
@@ -2596,7 +2602,7 @@ impl Peer {
                 let target = self
                     .edge_offset
                     .map(|o| {
-                        let delay = self.cfg.target_delay + self.cfg.start_buffer;
+                        let delay = self.start_delay();
                         header.timestamp_us as i64 + o + delay as i64
                     })
                     .unwrap_or(now as i64)
@@ -2677,8 +2683,9 @@ impl Peer {
         // over seeds 1-6 from 0.981 to 0.986 (both with jumps at 4 s past the target).
         if let (Some(offset), Some(latest)) = (self.edge_offset, self.latest) {
             if p.delay(offset, now) > (self.cfg.target_delay + MAX_EXTRA_DELAY) as i64 {
-                let start_delay = (self.cfg.target_delay + self.cfg.start_buffer) as i64;
-                let keyframe = |seq: u64| {
+                let start_delay = self.start_delay() as i64;
+                // The origin timestamp of chunk `seq` if it is a complete keyframe chunk.
+                let keyframe_ts = |seq: u64| {
                     self.store.get(seq).and_then(|sl| {
                         let h = sl.header.as_ref().filter(|h| h.keyframe)?;
                         sl.is_complete().then_some(h.timestamp_us as i64)
@@ -2688,9 +2695,13 @@ impl Peer {
                 // the newest complete one.
                 let target = (p.head + 1..=latest)
                     .find(|&s| {
-                        keyframe(s).is_some_and(|ts| ts + offset + start_delay >= now as i64)
+                        keyframe_ts(s).is_some_and(|ts| ts + offset + start_delay >= now as i64)
                     })
-                    .or_else(|| (p.head + 1..=latest).rev().find(|&s| keyframe(s).is_some()));
+                    .or_else(|| {
+                        (p.head + 1..=latest)
+                            .rev()
+                            .find(|&s| keyframe_ts(s).is_some())
+                    });
                 // Nothing newer held, and the head has left the swarm's window: nobody can
                 // serve it any more, so wait for the live edge instead.
                 let target = target.or_else(|| (p.head < self.window_floor()).then_some(latest));
