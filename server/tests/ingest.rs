@@ -413,6 +413,10 @@ async fn ffmpeg_push_gives_playable_verified_chunks() {
 
 /// The demo's init segment and first chunks, fetched from the API and appended to a Media
 /// Source Extensions SourceBuffer in headless Chromium, buffer as one continuous range.
+///
+/// The page posts its result to a listener this test owns, and the test waits for that post.
+/// (`--dump-dom` with a virtual-time budget was flaky: virtual time runs on while an MSE
+/// append is in flight, so on a loaded machine the DOM was dumped before the page finished.)
 #[tokio::test]
 async fn demo_chunks_append_in_chromium_mse() {
     let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
@@ -431,12 +435,17 @@ async fn demo_chunks_append_in_chromium_mse() {
         assert!(Instant::now() < deadline, "demo too slow");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let report = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page = format!(
         r#"<html><body><pre id=out>pending</pre><script>
 const out = document.getElementById('out');
+const report = text => {{
+  out.textContent = text;
+  fetch('http://{report}/result', {{method: 'POST', mode: 'no-cors', body: text}});
+}};
 (async () => {{
   try {{
-    const base = 'http://{}/api/channels/demo';
+    const base = 'http://{server}/api/channels/demo';
     const j = await (await fetch(base)).json();
     const ms = new MediaSource();
     const v = document.createElement('video');
@@ -458,17 +467,18 @@ const out = document.getElementById('out');
     const r = [];
     for (let i = 0; i < sb.buffered.length; i++)
       r.push(sb.buffered.start(i).toFixed(2) + '-' + sb.buffered.end(i).toFixed(2));
-    out.textContent = 'RESULT ranges=' + r.join(',');
-  }} catch (e) {{ out.textContent = 'RESULT error ' + e; }}
+    report('ranges=' + r.join(','));
+  }} catch (e) {{ report('error ' + e); }}
 }})();
 </script></body></html>"#,
-        server.addr
+        server = server.addr,
+        report = report.local_addr().unwrap(),
     );
     let dir = std::env::temp_dir().join(format!("shoal-mse-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let html = dir.join("mse.html");
     std::fs::write(&html, page).unwrap();
-    let out = tokio::process::Command::new(chromium)
+    let mut browser = tokio::process::Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -480,32 +490,75 @@ const out = document.getElementById('out');
             "--disable-component-update",
         ])
         .arg(format!("--user-data-dir={}", dir.join("profile").display()))
-        // Virtual time runs ahead only while the page is idle, so a generous budget costs
-        // nothing on a quiet machine and leaves the fetches room on a loaded one.
-        .args(["--virtual-time-budget=30000", "--dump-dom"])
         .arg(format!("file://{}", html.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("chromium.log")).unwrap())
         .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out)
-        .await
-        .expect("chromium finished")
-        .unwrap();
+        .spawn()
+        .expect("start chromium");
+    let result = tokio::select! {
+        posted = tokio::time::timeout(Duration::from_secs(60), read_post(&report)) => {
+            posted.expect("the page reported within 60 s")
+        }
+        exited = browser.wait() => {
+            let err = std::fs::read_to_string(dir.join("chromium.log")).unwrap_or_default();
+            panic!("chromium exited ({exited:?}) before the page reported: {err}");
+        }
+    };
+    let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
-    let dom = String::from_utf8_lossy(&out.stdout);
-    // The `<pre>`'s text, not the first "RESULT " in the dump: the script's own source
-    // holds that too, and a page still pending (a loaded machine) then read as a result.
-    let result = dom
-        .split("id=\"out\">")
-        .nth(1)
-        .and_then(|s| s.split('<').next())
-        .unwrap_or("no result")
-        .trim_start_matches("RESULT ");
     // Four 0.5 s chunks from the first: one range, 2 s long.
-    let ranges = result.strip_prefix("ranges=").unwrap_or_else(|| {
-        panic!("the page gave no ranges (\"pending\": it never finished): {result}")
-    });
+    let ranges = result
+        .strip_prefix("ranges=")
+        .unwrap_or_else(|| panic!("the page failed: {result}"));
     assert!(!ranges.contains(','), "gaps: {ranges}");
     let (start, end) = ranges.split_once('-').expect("one range");
     let len = end.parse::<f64>().unwrap() - start.parse::<f64>().unwrap();
     assert!((len - 2.0).abs() < 0.05, "{ranges}");
+}
+
+/// The body of the first POST that reaches `listener`, answered with 204. Other requests (a
+/// browser may ask for /favicon.ico) are answered with 404 and skipped.
+async fn read_post(listener: &tokio::net::TcpListener) -> String {
+    loop {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break Some(i + 4);
+            }
+            let mut part = [0u8; 4096];
+            match tcp.read(&mut part).await {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => buf.extend_from_slice(&part[..n]),
+            }
+        };
+        let Some(head_end) = head_end else { continue };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        if !head.starts_with("post ") {
+            let _ = tcp
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            continue;
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let mut part = [0u8; 4096];
+            match tcp.read(&mut part).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&part[..n]),
+            }
+        }
+        let _ = tcp
+            .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+            .await;
+        let end = buf.len().min(head_end + len);
+        return String::from_utf8_lossy(&buf[head_end..end]).into_owned();
+    }
 }
