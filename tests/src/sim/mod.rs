@@ -64,6 +64,12 @@ pub struct Report {
     pub offload: f64,
     /// (N−1)/N for the mean number of concurrent viewers.
     pub offload_bound: f64,
+    /// `offload` over honest viewers alone, from their own counts of chunk bytes: 1 − bytes
+    /// they got from the seeder and the HTTP fallback / all they got. Without liars it is
+    /// within 0.002 of `offload` (which also counts message overhead); in
+    /// `hostile` the liars, banned by every neighbour they lie to, get most of their stream
+    /// over HTTP, and that (part of `offload`) is their cost, not the honest viewers'.
+    pub offload_honest: f64,
     /// Delivery delay percentiles over all (honest peer, chunk), seconds.
     pub delivery_p50_s: f64,
     /// 95th percentile.
@@ -1141,6 +1147,7 @@ impl Sim {
         let late_after = (self.sc.join_window_s * SEC) as Time + 1_000_000;
         let mut dup = 0u64;
         let mut received = 0u64;
+        let (mut honest_in, mut honest_origin) = (0u64, 0u64);
         let mut bans = 0u64;
         let mut joined = 0usize;
         for i in 1..self.nodes.len() {
@@ -1169,6 +1176,8 @@ impl Sim {
             }
             dup += m.duplicate_bytes;
             received += m.bytes_in() + m.duplicate_bytes;
+            honest_in += m.bytes_in();
+            honest_origin += m.bytes_from_seeder + m.bytes_from_http;
             bans += m.peers_banned;
         }
         let (due, ok) = self.continuity_counts();
@@ -1197,6 +1206,7 @@ impl Sim {
             seed: self.seed,
             offload: round(1.0 - self.origin_sent as f64 / self.viewers_received.max(1) as f64),
             offload_bound: round((mean_viewers - 1.0).max(0.0) / mean_viewers.max(1.0)),
+            offload_honest: round(1.0 - honest_origin as f64 / honest_in.max(1) as f64),
             delivery_p50_s: pct(&mut self.delivery, 50.0),
             delivery_p95_s: pct(&mut self.delivery, 95.0),
             delivery_p99_s: pct(&mut self.delivery, 99.0),
