@@ -26,6 +26,7 @@ async fn start(demo: bool) -> Server {
             data_dir: Some(common::data_dir("ingest")),
             no_demo: !demo,
             config: None,
+            http_fallback_rate: None,
         },
         ..Default::default()
     };
@@ -408,6 +409,52 @@ async fn ffmpeg_push_gives_playable_verified_chunks() {
         out.stderr.is_empty(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// With an HTTP budget, a swarm viewer's fallback request (`?swarm`) that would queue more
+/// than a second behind what is already being sent gets 503 at once; a request from a viewer
+/// in HTTP-only mode (no `?swarm`) is still served, and the refusal is counted.
+#[tokio::test]
+async fn a_full_http_budget_refuses_swarm_fallback_requests_at_once() {
+    let config = shoal::ServeConfig {
+        media: MediaOptions {
+            data_dir: Some(common::data_dir("ingest")),
+            // 20 kbit/s: one demo chunk (5-20 KB) books 2-8 s of the queue.
+            http_fallback_rate: Some(20_000),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = common::serve(config).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while channel(server.addr, "demo").await["latest_seq"].as_u64() < Some(2) {
+        assert!(Instant::now() < deadline, "demo too slow");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = channel(server.addr, "demo").await["oldest_seq"]
+        .as_u64()
+        .unwrap();
+    let url = |seq: u64, swarm: bool| {
+        format!(
+            "/api/channels/demo/chunks/{seq}{}",
+            if swarm { "?swarm" } else { "" }
+        )
+    };
+    let served = get(server.addr, &url(first, true)).await;
+    assert_eq!(served.status, 200, "an empty queue serves");
+    let refused = get(server.addr, &url(first + 1, true)).await;
+    assert_eq!(refused.status, 503, "{}", refused.headers);
+    let head = refused.headers.to_ascii_lowercase();
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    assert!(String::from_utf8_lossy(&refused.body).contains("busy"));
+    let http_only = get(server.addr, &url(first + 1, false)).await;
+    assert_eq!(http_only.status, 200, "HTTP-only viewers are always served");
+    let metrics = String::from_utf8(get(server.addr, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("shoal_http_fallback_refused_total{channel=\"demo\"} 1\n"),
+        "{metrics}"
     );
 }
 

@@ -20,6 +20,7 @@ async fn start() -> Server {
             data_dir: Some(common::data_dir("web")),
             no_demo: true,
             config: None,
+            http_fallback_rate: None,
         },
         seeder: SeederOptions {
             no_seeder: true,

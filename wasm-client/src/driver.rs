@@ -920,7 +920,7 @@ impl Driver {
 
     /// The swarm's HTTP fallback: fetch one framed chunk and hand the body back.
     fn swarm_fetch(&mut self, seq: u64) {
-        let url = self.opts.chunk_url(seq);
+        let url = self.opts.swarm_chunk_url(seq);
         let weak = self.this.clone();
         let me = self.me;
         spawn_local(async move {

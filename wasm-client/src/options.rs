@@ -113,6 +113,14 @@ impl Options {
     pub fn chunk_url(&self, seq: u64) -> String {
         self.chunk_url_template.replace("{seq}", &seq.to_string())
     }
+
+    /// The URL of chunk `seq` for the swarm's fallback: marked `swarm`, so an origin whose
+    /// HTTP budget is full may refuse it at once (503) rather than send it late.
+    pub fn swarm_chunk_url(&self, seq: u64) -> String {
+        let url = self.chunk_url(seq);
+        let sep = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{sep}swarm")
+    }
 }
 
 #[cfg(test)]
@@ -134,6 +142,10 @@ mod tests {
         let o = Options::parse(&json(r#","uploadLimit":800000,"targetDelay":2.0"#)).unwrap();
         assert_eq!(o.signaling_url(), "wss://live.example.org/ws");
         assert_eq!(o.chunk_url(42), "https://live.example.org/c/42");
+        assert_eq!(o.swarm_chunk_url(42), "https://live.example.org/c/42?swarm");
+        let mut q = o.clone();
+        q.chunk_url_template = "https://cdn.example.org/c?n={seq}".into();
+        assert_eq!(q.swarm_chunk_url(7), "https://cdn.example.org/c?n=7&swarm");
         assert_eq!(o.upload_cap(), Some(100_000));
         assert_eq!(o.swarm_config().target_delay, 2_000_000);
         let o = Options::parse(&json(r#","consumeOnly":true"#)).unwrap();

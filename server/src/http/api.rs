@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -144,10 +144,13 @@ pub async fn init(State(media): State<Arc<Media>>, Path(name): Path<String>) -> 
 }
 
 /// `GET /api/channels/{name}/chunks/{seq}`: the framed, signed chunk (see
-/// `swarm::Chunk::to_framed`); 404 outside the live window.
+/// `swarm::Chunk::to_framed`); 404 outside the live window. A swarm viewer's fallback asks
+/// with `?swarm`: with an HTTP budget (`--http-fallback-rate`) whose queue is full, that
+/// gets 503 with `Retry-After` at once (the viewer has peers to turn to).
 pub async fn chunk(
     State(media): State<Arc<Media>>,
     Path((name, seq)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
 ) -> Response {
     let Some(channel) = media.channel(&name) else {
         return not_found(format!("unknown channel {name:?}"));
@@ -158,6 +161,27 @@ pub async fn chunk(
     let Some(chunk) = channel.chunk(seq) else {
         return not_found(format!("chunk {seq} of {name:?} is not in the live window"));
     };
+    let swarm = query.as_deref().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p == "swarm" || p.starts_with("swarm="))
+    });
+    if let Some(budget) = &media.http_budget {
+        if !budget.book(chunk.framed_len(), swarm) {
+            channel
+                .counters
+                .http_refused
+                .fetch_add(1, Ordering::Relaxed);
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [
+                    (header::RETRY_AFTER, "1"),
+                    (header::CACHE_CONTROL, "no-store"),
+                ],
+                "the origin's HTTP fallback is busy: get the chunk from peers, or retry in a second\n",
+            )
+                .into_response();
+        }
+    }
     let body = chunk.to_framed();
     channel
         .counters

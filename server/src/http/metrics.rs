@@ -87,6 +87,12 @@ pub fn render(media: &Media) -> String {
         &|c| n(&c.counters.verification_failures),
     );
     family(
+        "shoal_http_fallback_refused_total",
+        "counter",
+        "Swarm fallback chunk requests refused (503) because the HTTP budget's queue was full.",
+        &|c| n(&c.counters.http_refused),
+    );
+    family(
         "shoal_viewer_bytes_received_total",
         "counter",
         "Bytes viewers reported receiving from any source.",

@@ -38,6 +38,8 @@ pub struct ChannelCounters {
     pub ingest_errors: AtomicU64,
     /// Bytes served by the HTTP fallback (init and chunk bodies).
     pub bytes_out_http: AtomicU64,
+    /// Swarm fallback requests refused (503) because the HTTP budget's queue was full.
+    pub http_refused: AtomicU64,
     /// Bytes the origin seeder uploaded to peers (bumped by the seeder).
     pub bytes_out_seeder: AtomicU64,
     /// Bytes viewers reported receiving, from any source (bumped by signaling from peer

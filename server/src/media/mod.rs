@@ -43,6 +43,50 @@ pub struct MediaOptions {
     /// Leave out the built-in demo channel.
     #[arg(long)]
     pub no_demo: bool,
+    /// Upload the HTTP chunk fallback may use, all channels together, in bits per second
+    /// with an optional k, M or G suffix (`30M`): typically the origin's link less the
+    /// seeder's cap. A swarm viewer's fallback request that would wait more than a second
+    /// behind the chunks already being sent gets 503 at once, so it turns to its peers or
+    /// skips instead of waiting for a chunk that comes too late (viewers in HTTP-only mode
+    /// are always served, and count towards the queue). Default: no limit.
+    #[arg(long, value_name = "RATE", value_parser = crate::peer::parse_rate)]
+    pub http_fallback_rate: Option<u64>,
+}
+
+/// The HTTP chunk fallback's share of the origin's upload, kept as a queue: each chunk
+/// served books its bytes at the configured rate, after the ones before it.
+#[derive(Debug)]
+pub struct HttpBudget {
+    bytes_per_s: f64,
+    /// When what is booked so far has left, at the configured rate.
+    free_at: Mutex<std::time::Instant>,
+}
+
+impl HttpBudget {
+    /// How deep the queue may be before a refusable request is refused.
+    pub const MAX_QUEUE: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// A budget of `bits_per_s` (at least 1 bit per second).
+    pub fn new(bits_per_s: u64) -> Self {
+        HttpBudget {
+            bytes_per_s: bits_per_s.max(1) as f64 / 8.0,
+            free_at: Mutex::new(std::time::Instant::now()),
+        }
+    }
+
+    /// Books `bytes` behind what is queued and returns true, or, when the request is
+    /// `refusable` and the queue is already more than [`Self::MAX_QUEUE`] deep, books
+    /// nothing and returns false.
+    pub fn book(&self, bytes: usize, refusable: bool) -> bool {
+        let now = std::time::Instant::now();
+        let mut free_at = self.free_at.lock().unwrap_or_else(|e| e.into_inner());
+        let start = (*free_at).max(now);
+        if refusable && start > now + Self::MAX_QUEUE {
+            return false;
+        }
+        *free_at = start + std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_s);
+        true
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -113,6 +157,8 @@ impl std::fmt::Debug for Hooks {
 pub struct Media {
     channels: BTreeMap<String, Arc<Channel>>,
     demo: bool,
+    /// The HTTP chunk fallback's upload budget (`--http-fallback-rate`), if limited.
+    pub http_budget: Option<HttpBudget>,
     /// Plug-in points for signaling and the seeder.
     pub hooks: Hooks,
 }
@@ -166,6 +212,7 @@ impl Media {
         Ok(Arc::new(Media {
             channels,
             demo,
+            http_budget: options.http_fallback_rate.map(HttpBudget::new),
             hooks: Hooks::default(),
         }))
     }
@@ -176,6 +223,7 @@ impl Media {
         Arc::new(Media {
             channels: BTreeMap::new(),
             demo: false,
+            http_budget: None,
             hooks: Hooks::default(),
         })
     }
@@ -262,6 +310,7 @@ mod tests {
             channels: vec!["talk:b".into()],
             data_dir: Some(dir.join("data")),
             no_demo: false,
+            http_fallback_rate: None,
         };
         let media = Media::new(&options).unwrap();
         let names: Vec<_> = media.channels().map(|c| c.name().to_string()).collect();

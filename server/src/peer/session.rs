@@ -457,7 +457,8 @@ impl Session<'_> {
                 }
                 Output::HttpFetch { seq } => {
                     let url = format!(
-                        "{}/api/channels/{}/chunks/{seq}",
+                        // `?swarm`: a busy origin may refuse it at once (we have peers).
+                        "{}/api/channels/{}/chunks/{seq}?swarm",
                         http_base(&self.opts.server),
                         self.opts.channel
                     );

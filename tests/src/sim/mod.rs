@@ -48,7 +48,8 @@ const PACKET_PAYLOAD: usize = 1200;
 const HEARTBEAT_TIMEOUT: Time = 10_000_000;
 /// A peer counts as settled this long after joining (see `Report::continuity_settled`).
 pub const SETTLE_S: u64 = 10;
-/// The origin refuses HTTP fallback requests (503) when its HTTP queue is this deep.
+/// The origin refuses HTTP fallback requests (503) when its HTTP queue is this deep (as
+/// `shoal serve --http-fallback-rate` does, `shoal::media::HttpBudget::MAX_QUEUE`).
 const HTTP_MAX_QUEUE: Time = 1_000_000;
 
 /// One run's figures (definitions in ARCHITECTURE.md).
