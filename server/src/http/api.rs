@@ -127,6 +127,10 @@ pub async fn init(State(media): State<Arc<Media>>, Path(name): Path<String>) -> 
     let Some(init) = channel.init() else {
         return not_found(format!("channel {name:?} has not started yet"));
     };
+    if let Some(budget) = &media.http_budget {
+        // Every viewer needs it, so it is never refused; it takes its place in the queue.
+        budget.book(init.bytes.len(), false);
+    }
     channel
         .counters
         .bytes_out_http

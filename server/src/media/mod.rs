@@ -84,7 +84,11 @@ impl HttpBudget {
         if refusable && start > now + Self::MAX_QUEUE {
             return false;
         }
-        *free_at = start + std::time::Duration::from_secs_f64(bytes as f64 / self.bytes_per_s);
+        // (At most a day: anything longer refuses the same, and the clock cannot overflow.)
+        let day = std::time::Duration::from_secs(86_400);
+        let took = std::time::Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_s)
+            .map_or(day, |t| t.min(day));
+        *free_at = start.checked_add(took).unwrap_or(start);
         true
     }
 }
@@ -289,6 +293,20 @@ mod tests {
 
     fn temp(name: &str) -> PathBuf {
         std::env::temp_dir().join(format!("shoal-media-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn the_http_budget_refuses_only_refusable_requests_past_a_second_of_queue() {
+        // 1,000 bytes a second: 2,000 bytes book 2 s.
+        let budget = HttpBudget::new(8_000);
+        assert!(budget.book(2_000, true), "an empty queue takes anything");
+        assert!(!budget.book(10, true), "2 s deep: refused");
+        assert!(budget.book(10, false), "not refusable: queued behind");
+        // Zero is a rate too (nothing is ever sent quickly), and no size overflows the clock.
+        let none = HttpBudget::new(0);
+        assert!(none.book(usize::MAX, true));
+        assert!(!none.book(1, true));
+        assert!(none.book(usize::MAX, false));
     }
 
     #[test]
