@@ -65,9 +65,10 @@ pub struct Report {
     pub offload: f64,
     /// (N−1)/N for the mean number of concurrent viewers.
     pub offload_bound: f64,
-    /// `offload` over honest viewers alone, from their own counts of chunk bytes: 1 − bytes
-    /// they got from the seeder and the HTTP fallback / all they got. Without liars it is
-    /// within 0.002 of `offload` (which also counts message overhead); in
+    /// `offload` over honest viewers alone, from their own counts of the chunk bytes they
+    /// kept: 1 − bytes they got from the seeder and the HTTP fallback / all they got.
+    /// Without liars it is within 0.004 of `offload`, which counts every byte on the wire
+    /// (duplicates and message overhead too); in
     /// `hostile` the liars, banned by every neighbour they lie to, get most of their stream
     /// over HTTP, and that (part of `offload`) is their cost, not the honest viewers'.
     pub offload_honest: f64,
