@@ -3,11 +3,11 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::media::{Channel, Media, DEMO_CHANNEL};
 
@@ -147,6 +147,12 @@ pub async fn init(State(media): State<Arc<Media>>, Path(name): Path<String>) -> 
         .into_response()
 }
 
+/// `?swarm` on a chunk URL: the request is a swarm viewer's fallback.
+#[derive(Debug, Deserialize)]
+pub struct ChunkQuery {
+    swarm: Option<String>,
+}
+
 /// `GET /api/channels/{name}/chunks/{seq}`: the framed, signed chunk (see
 /// `swarm::Chunk::to_framed`); 404 outside the live window. A swarm viewer's fallback asks
 /// with `?swarm`: with an HTTP budget (`--http-fallback-rate`) whose queue is full, that
@@ -154,7 +160,7 @@ pub async fn init(State(media): State<Arc<Media>>, Path(name): Path<String>) -> 
 pub async fn chunk(
     State(media): State<Arc<Media>>,
     Path((name, seq)): Path<(String, String)>,
-    RawQuery(query): RawQuery,
+    Query(query): Query<ChunkQuery>,
 ) -> Response {
     let Some(channel) = media.channel(&name) else {
         return not_found(format!("unknown channel {name:?}"));
@@ -165,12 +171,8 @@ pub async fn chunk(
     let Some(chunk) = channel.chunk(seq) else {
         return not_found(format!("chunk {seq} of {name:?} is not in the live window"));
     };
-    let swarm = query.as_deref().is_some_and(|q| {
-        q.split('&')
-            .any(|p| p == "swarm" || p.starts_with("swarm="))
-    });
     if let Some(budget) = &media.http_budget {
-        if !budget.book(chunk.framed_len(), swarm) {
+        if !budget.book(chunk.framed_len(), query.swarm.is_some()) {
             channel
                 .counters
                 .http_refused

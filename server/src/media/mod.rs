@@ -18,6 +18,7 @@ pub mod segmenter;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use swarm::SigningKey;
@@ -59,18 +60,18 @@ pub struct MediaOptions {
 pub struct HttpBudget {
     bytes_per_s: f64,
     /// When what is booked so far has left, at the configured rate.
-    free_at: Mutex<std::time::Instant>,
+    free_at: Mutex<Instant>,
 }
 
 impl HttpBudget {
     /// How deep the queue may be before a refusable request is refused.
-    pub const MAX_QUEUE: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const MAX_QUEUE: Duration = Duration::from_secs(1);
 
     /// A budget of `bits_per_s` (at least 1 bit per second).
     pub fn new(bits_per_s: u64) -> Self {
         HttpBudget {
             bytes_per_s: bits_per_s.max(1) as f64 / 8.0,
-            free_at: Mutex::new(std::time::Instant::now()),
+            free_at: Mutex::new(Instant::now()),
         }
     }
 
@@ -78,15 +79,15 @@ impl HttpBudget {
     /// `refusable` and the queue is already more than [`Self::MAX_QUEUE`] deep, books
     /// nothing and returns false.
     pub fn book(&self, bytes: usize, refusable: bool) -> bool {
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let mut free_at = self.free_at.lock().unwrap_or_else(|e| e.into_inner());
         let start = (*free_at).max(now);
         if refusable && start > now + Self::MAX_QUEUE {
             return false;
         }
         // (At most a day: anything longer refuses the same, and the clock cannot overflow.)
-        let day = std::time::Duration::from_secs(86_400);
-        let took = std::time::Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_s)
+        let day = Duration::from_secs(86_400);
+        let took = Duration::try_from_secs_f64(bytes as f64 / self.bytes_per_s)
             .map_or(day, |t| t.min(day));
         *free_at = start.checked_add(took).unwrap_or(start);
         true

@@ -68,9 +68,9 @@ pub struct Report {
     /// `offload` over honest viewers alone, from their own counts of the chunk bytes they
     /// kept: 1 − bytes they got from the seeder and the HTTP fallback / all they got.
     /// Without liars it is within 0.004 of `offload`, which counts every byte on the wire
-    /// (duplicates and message overhead too); in
-    /// `hostile` the liars, banned by every neighbour they lie to, get most of their stream
-    /// over HTTP, and that (part of `offload`) is their cost, not the honest viewers'.
+    /// (duplicates and message overhead too); in `hostile` the liars, banned by every
+    /// neighbour they lie to, get most of their stream over HTTP, and that (part of
+    /// `offload`) is their cost, not the honest viewers'.
     pub offload_honest: f64,
     /// Delivery delay percentiles over all (honest peer, chunk), seconds.
     pub delivery_p50_s: f64,
