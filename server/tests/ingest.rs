@@ -153,6 +153,23 @@ async fn channel(addr: SocketAddr, name: &str) -> serde_json::Value {
     r.json()
 }
 
+/// The demo channel's API view once its newest chunk is `seq` or later (it publishes one
+/// every 0.5 s from start-up).
+async fn demo_from(addr: SocketAddr, seq: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let json = channel(addr, "demo").await;
+        if json["latest_seq"].as_u64() >= Some(seq) {
+            return json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo has no chunk {seq} after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn fetch_chunk(addr: SocketAddr, name: &str, seq: u64, key: &VerifyingKey) -> Chunk {
     let r = get(addr, &format!("/api/channels/{name}/chunks/{seq}")).await;
     assert_eq!(r.status, 200, "chunk {seq}");
@@ -181,15 +198,7 @@ fn now_us() -> u64 {
 #[tokio::test]
 async fn demo_chunks_follow_the_wall_clock() {
     let server = start(true).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let json = loop {
-        let json = channel(server.addr, "demo").await;
-        if json["latest_seq"].is_u64() {
-            break json;
-        }
-        assert!(Instant::now() < deadline, "demo produced no chunk in 5 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let json = demo_from(server.addr, 0).await;
     assert_eq!(json["codec"], "avc1.42c01e,mp4a.40.2");
     assert_eq!(json["live"], true);
     assert_eq!(json["demo"], true);
@@ -412,6 +421,41 @@ async fn ffmpeg_push_gives_playable_verified_chunks() {
     );
 }
 
+/// A chunk request with `?wait` for the chunk after the newest is held until the demo
+/// publishes it (every 0.5 s), and answered with it; one far ahead is answered 404 at once.
+#[tokio::test]
+async fn a_waiting_chunk_request_is_answered_when_the_chunk_is_published() {
+    let server = start(true).await;
+    let json = demo_from(server.addr, 0).await;
+    let key = public_key(&json);
+    let latest = json["latest_seq"].as_u64().unwrap();
+    let t = Instant::now();
+    let r = get(
+        server.addr,
+        &format!("/api/channels/demo/chunks/{}?wait", latest + 1),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let chunk = Chunk::from_framed(&r.body, &key).expect("the chunk verifies");
+    assert_eq!(chunk.header.seq, latest + 1);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    let t = Instant::now();
+    let far = get(
+        server.addr,
+        &format!("/api/channels/demo/chunks/{}?wait", latest + 100),
+    )
+    .await;
+    assert_eq!(far.status, 404);
+    assert_eq!(far.header("cache-control"), Some("no-store"));
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    let metrics = String::from_utf8(get(server.addr, "/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("shoal_http_chunk_waiting{channel=\"demo\"} 0\n"),
+        "{metrics}"
+    );
+}
+
 /// With an HTTP budget, a swarm viewer's fallback request (`?swarm`) that would queue more
 /// than a second behind what is already being sent gets 503 at once; a request from a viewer
 /// in HTTP-only mode (no `?swarm`) is still served, and the refusal is counted.
@@ -427,11 +471,7 @@ async fn a_full_http_budget_refuses_swarm_fallback_requests_at_once() {
         ..Default::default()
     };
     let server = common::serve(config).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while channel(server.addr, "demo").await["latest_seq"].as_u64() < Some(2) {
-        assert!(Instant::now() < deadline, "demo too slow");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    demo_from(server.addr, 2).await;
     let first = channel(server.addr, "demo").await["oldest_seq"]
         .as_u64()
         .unwrap();
@@ -477,11 +517,7 @@ async fn demo_chunks_append_in_chromium_mse() {
         return;
     };
     let server = start(true).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while channel(server.addr, "demo").await["latest_seq"].as_u64() < Some(3) {
-        assert!(Instant::now() < deadline, "demo too slow");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    demo_from(server.addr, 3).await;
     let report = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page = format!(
         r#"<html><body><pre id=out>pending</pre><script>

@@ -32,7 +32,7 @@ const OPEN_TIMEOUT: Time = 15_000_000;
 /// Signaling reconnect backoff, µs.
 const BACKOFF_MIN: Time = 1_000_000;
 const BACKOFF_MAX: Time = 15_000_000;
-/// HTTP-only mode: wait before asking again for a chunk not yet published, µs.
+/// HTTP-only mode: wait before asking again for a chunk the origin did not have, µs.
 const HTTP_RETRY: Time = 200_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -972,7 +972,9 @@ impl Driver {
             return;
         };
         self.http_busy = true;
-        let url = self.opts.chunk_url(seq);
+        // The origin holds this request until the chunk is published (up to 5 s), so at the
+        // live edge each chunk is asked for once and comes the moment it exists.
+        let url = self.opts.waiting_chunk_url(seq);
         let weak = self.this.clone();
         spawn_local(async move {
             let r = fetch_bytes(&url).await;
@@ -1049,8 +1051,9 @@ impl Driver {
                 self.http_fetch_next();
             }
             Ok((404, _)) => {
-                // Not published yet (we are at the live edge), or already gone (we fell
-                // behind the server's window): after a while, ask where the edge is.
+                // Not published within the origin's wait (the broadcast paused), or already
+                // gone (we fell behind the server's window): after a while, ask where the
+                // edge is.
                 self.http_misses += 1;
                 if self.http_misses >= 25 {
                     self.http_next = None;

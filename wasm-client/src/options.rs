@@ -117,9 +117,20 @@ impl Options {
     /// The URL of chunk `seq` for the swarm's fallback: marked `swarm`, so an origin whose
     /// HTTP budget is full may refuse it at once (503) rather than send it late.
     pub fn swarm_chunk_url(&self, seq: u64) -> String {
+        self.flagged_chunk_url(seq, "swarm")
+    }
+
+    /// The URL of chunk `seq` for HTTP-only play: marked `wait`, so a Shoal origin holds the
+    /// request for a chunk not yet published until it is (a plain file server ignores the
+    /// mark and answers 404, and the player asks again shortly).
+    pub fn waiting_chunk_url(&self, seq: u64) -> String {
+        self.flagged_chunk_url(seq, "wait")
+    }
+
+    fn flagged_chunk_url(&self, seq: u64, flag: &str) -> String {
         let url = self.chunk_url(seq);
         let sep = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{sep}swarm")
+        format!("{url}{sep}{flag}")
     }
 }
 
@@ -146,6 +157,11 @@ mod tests {
         let mut q = o.clone();
         q.chunk_url_template = "https://cdn.example.org/c?n={seq}".into();
         assert_eq!(q.swarm_chunk_url(7), "https://cdn.example.org/c?n=7&swarm");
+        assert_eq!(
+            o.waiting_chunk_url(42),
+            "https://live.example.org/c/42?wait"
+        );
+        assert_eq!(q.waiting_chunk_url(7), "https://cdn.example.org/c?n=7&wait");
         assert_eq!(o.upload_cap(), Some(100_000));
         assert_eq!(o.swarm_config().target_delay, 2_000_000);
         let o = Options::parse(&json(r#","consumeOnly":true"#)).unwrap();

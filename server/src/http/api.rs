@@ -2,6 +2,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -147,16 +148,23 @@ pub async fn init(State(media): State<Arc<Media>>, Path(name): Path<String>) -> 
         .into_response()
 }
 
-/// `?swarm` on a chunk URL: the request is a swarm viewer's fallback.
+/// How long a chunk request with `?wait` is held for a chunk not yet published.
+pub const CHUNK_WAIT: Duration = Duration::from_secs(5);
+
+/// A chunk URL's query: `?swarm` marks a swarm viewer's fallback; `?wait` asks the server to
+/// hold the request until the chunk is published (see [`Channel::chunk_or_wait`]).
 #[derive(Debug, Deserialize)]
 pub struct ChunkQuery {
     swarm: Option<String>,
+    wait: Option<String>,
 }
 
 /// `GET /api/channels/{name}/chunks/{seq}`: the framed, signed chunk (see
-/// `swarm::Chunk::to_framed`); 404 outside the live window. A swarm viewer's fallback asks
-/// with `?swarm`: with an HTTP budget (`--http-fallback-rate`) whose queue is full, that
-/// gets 503 with `Retry-After` at once (the viewer has peers to turn to).
+/// `swarm::Chunk::to_framed`); 404 outside the live window. With `?wait`, a chunk not yet
+/// published but due next (or up to two after) is waited for, up to [`CHUNK_WAIT`]: the
+/// browser client's HTTP-only mode asks so. A swarm viewer's fallback asks with `?swarm`:
+/// with an HTTP budget (`--http-fallback-rate`) whose queue is full, that gets 503 with
+/// `Retry-After` at once (the viewer has peers to turn to).
 pub async fn chunk(
     State(media): State<Arc<Media>>,
     Path((name, seq)): Path<(String, String)>,
@@ -168,7 +176,11 @@ pub async fn chunk(
     let Ok(seq) = seq.parse::<u64>() else {
         return (StatusCode::BAD_REQUEST, "chunk number must be an integer\n").into_response();
     };
-    let Some(chunk) = channel.chunk(seq) else {
+    let chunk = match channel.chunk(seq) {
+        None if query.wait.is_some() => channel.chunk_or_wait(seq, CHUNK_WAIT).await,
+        found => found,
+    };
+    let Some(chunk) = chunk else {
         return not_found(format!("chunk {seq} of {name:?} is not in the live window"));
     };
     if let Some(budget) = &media.http_budget {

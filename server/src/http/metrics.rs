@@ -93,6 +93,12 @@ pub fn render(media: &Media) -> String {
         &|c| n(&c.counters.http_refused),
     );
     family(
+        "shoal_http_chunk_waiting",
+        "gauge",
+        "Chunk requests (`?wait`) held open until their chunk is published.",
+        &|c| c.counters.http_waiting.load(Ordering::Relaxed).to_string(),
+    );
+    family(
         "shoal_viewer_bytes_received_total",
         "counter",
         "Bytes viewers reported receiving from any source.",

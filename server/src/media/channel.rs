@@ -6,7 +6,7 @@
 //! signaling paths can bump them without the lock.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +24,11 @@ pub const WINDOW: Duration = Duration::from_secs(30);
 pub const MAX_WINDOW_BYTES: usize = 96 * 1024 * 1024;
 /// New chunks a slow subscriber may fall behind before it sees `Lagged`.
 const BROADCAST_CAPACITY: usize = 64;
+/// How many chunks past the next one a request may wait for (see [`Channel::chunk_or_wait`]).
+pub const WAIT_AHEAD: u64 = 2;
+/// Most requests a channel holds open waiting for a chunk; beyond that they are answered at
+/// once, as without waiting.
+pub const MAX_WAITING: usize = 10_000;
 
 /// Counters for `/metrics` and the channel API. Other modules add to them.
 #[derive(Debug, Default)]
@@ -40,6 +45,8 @@ pub struct ChannelCounters {
     pub bytes_out_http: AtomicU64,
     /// Swarm fallback requests refused (503) because the HTTP budget's queue was full.
     pub http_refused: AtomicU64,
+    /// Chunk requests waiting for their chunk to be published (a gauge).
+    pub http_waiting: AtomicUsize,
     /// Bytes the origin seeder uploaded to peers (bumped by the seeder).
     pub bytes_out_seeder: AtomicU64,
     /// Bytes viewers reported receiving, from any source (bumped by signaling from peer
@@ -243,6 +250,42 @@ impl Channel {
         state.window.get(i).cloned()
     }
 
+    /// Chunk `seq`, waiting up to `hold` for it if it is not published yet but is the next
+    /// chunk or at most [`WAIT_AHEAD`] after it: a blocking request, like LL-HLS's blocking
+    /// playlist reload, so a player at the live edge asks once for the next chunk and gets
+    /// it the moment it is published, rather than polling and being told 404 until then.
+    /// `None` at once when the chunk has left the window or is further ahead, or when
+    /// [`MAX_WAITING`] requests already wait; `None` after `hold` when it did not come.
+    pub async fn chunk_or_wait(&self, seq: u64, hold: Duration) -> Option<Arc<Chunk>> {
+        // Subscribe before looking, so a chunk published in between is not missed.
+        let mut rx = self.chunks_tx.subscribe();
+        let next = self.state().next_seq;
+        if let Some(c) = self.chunk(seq) {
+            return Some(c);
+        }
+        if seq < next || seq - next > WAIT_AHEAD {
+            return None;
+        }
+        let _waiting = Waiting::enter(&self.counters.http_waiting)?;
+        let wait = async {
+            loop {
+                match rx.recv().await {
+                    Ok(c) if c.header.seq == seq => return Some(c),
+                    Ok(c) if c.header.seq > seq => return self.chunk(seq),
+                    Ok(_) => {}
+                    // Missed some news: the window says whether it came.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if let Some(c) = self.chunk(seq) {
+                            return Some(c);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        };
+        tokio::time::timeout(hold, wait).await.ok().flatten()
+    }
+
     /// The current init segment.
     pub fn init(&self) -> Option<Arc<PublishedInit>> {
         self.state().init.clone()
@@ -422,6 +465,28 @@ impl Channel {
     }
 }
 
+/// One request counted in [`ChannelCounters::http_waiting`] while it waits (also when its
+/// client goes away and the wait is dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// Counts a waiting request, or `None` when [`MAX_WAITING`] already wait.
+    fn enter(count: &'a AtomicUsize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_WAITING).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Offsets that move `fragment`'s primary track to where the channel's timeline ended, and
 /// every other track by the same amount of time (so audio stays in sync with video).
 fn offsets(init: &InitSegment, fragment: &Fragment, timeline: Option<Timeline>) -> Offsets {
@@ -488,6 +553,71 @@ mod tests {
         assert_eq!((s.oldest_seq, s.latest_seq), (Some(0), Some(4)));
         assert_eq!(s.chunk_duration_s, Some(0.5));
         assert_eq!(s.init.unwrap().codec, "avc1.42c01e,mp4a.40.2");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_gets_the_next_chunk_when_it_is_published() {
+        let c = Arc::new(channel(WINDOW));
+        let mut session = Session::new();
+        let frags = fragments().unwrap();
+        for f in &frags[..2] {
+            c.publish(&mut session, f.clone(), None).unwrap();
+        }
+        let hold = Duration::from_secs(10);
+        // Held: seq 2 and 3 are the next ones.
+        let waiters: Vec<_> = [2, 3]
+            .into_iter()
+            .map(|seq| {
+                let c = c.clone();
+                tokio::spawn(async move { c.chunk_or_wait(seq, hold).await })
+            })
+            .collect();
+        // At once: published, too far ahead, or never published in time.
+        let quick = Duration::from_secs(1);
+        let t = tokio::time::Instant::now();
+        assert_eq!(c.chunk_or_wait(1, hold).await.unwrap().header.seq, 1);
+        assert!(
+            c.chunk_or_wait(5, hold).await.is_none(),
+            "three past the next"
+        );
+        assert!(t.elapsed() < quick);
+        assert!(c
+            .chunk_or_wait(4, Duration::from_millis(50))
+            .await
+            .is_none());
+        while c.counters.http_waiting.load(Ordering::Relaxed) < 2 {
+            tokio::task::yield_now().await;
+        }
+        for f in &frags[2..4] {
+            c.publish(&mut session, f.clone(), None).unwrap();
+        }
+        for (w, seq) in waiters.into_iter().zip([2, 3]) {
+            let got = tokio::time::timeout(quick, w).await.unwrap().unwrap();
+            assert_eq!(got.unwrap().header.seq, seq);
+        }
+        assert_eq!(c.counters.http_waiting.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_gone_chunk_is_not_waited_for() {
+        let c = channel(Duration::ZERO);
+        let mut session = Session::new();
+        for f in &fragments().unwrap()[..3] {
+            c.publish(&mut session, f.clone(), None).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let t = std::time::Instant::now();
+        assert!(c.chunk_or_wait(0, Duration::from_secs(10)).await.is_none());
+        assert!(t.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn waiting_requests_are_capped() {
+        let count = AtomicUsize::new(MAX_WAITING - 1);
+        let last = Waiting::enter(&count).expect("room for one more");
+        assert!(Waiting::enter(&count).is_none());
+        drop(last);
+        assert_eq!(count.load(Ordering::Relaxed), MAX_WAITING - 1);
     }
 
     #[test]
