@@ -34,6 +34,8 @@ const STAT_KEYS = [
 
 /** How far currentTime has to move over the sampling window to count as playing. */
 const MIN_ADVANCE_S = 1.0;
+/** Chunk requests an HTTP-only page may see answered 404 (see the check below). */
+const MAX_HTTP_CHUNK_MISSES = 3;
 
 const log = (...a) => console.error("e2e:", ...a);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -475,6 +477,13 @@ function buildReport(opts, targets, screenshot) {
         `${who}: an HTTP-only player must fetch everything over HTTP: mode ${entry.mode}, ` +
           `bytesFromPeers ${entry.bytesFromPeers}, bytesFromHttp ${entry.bytesFromHttp}`,
       );
+    }
+    // The HTTP-only player asks for each next chunk with ?wait, and the server holds the
+    // request until the chunk exists: a miss (404) means a chunk the demo took more than 5 s
+    // to publish. Polling without the wait gave about five a second.
+    const chunkMisses = t.consoleErrors.filter((e) => e.includes("404") && e.includes("/chunks/")).length;
+    if (t.kind === "http" && chunkMisses > MAX_HTTP_CHUNK_MISSES) {
+      failures.push(`${who}: ${chunkMisses} chunk requests answered 404, want at most ${MAX_HTTP_CHUNK_MISSES}`);
     }
     return entry;
   });
