@@ -170,6 +170,11 @@ async fn demo_from(addr: SocketAddr, seq: u64) -> serde_json::Value {
     }
 }
 
+/// The Prometheus text of `GET /metrics`.
+async fn metrics(addr: SocketAddr) -> String {
+    String::from_utf8(get(addr, "/metrics").await.body).expect("metrics are UTF-8")
+}
+
 async fn fetch_chunk(addr: SocketAddr, name: &str, seq: u64, key: &VerifyingKey) -> Chunk {
     let r = get(addr, &format!("/api/channels/{name}/chunks/{seq}")).await;
     assert_eq!(r.status, 200, "chunk {seq}");
@@ -239,7 +244,7 @@ async fn demo_chunks_follow_the_wall_clock() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.header("cache-control"), Some("no-store"));
 
-    let metrics = String::from_utf8(get(server.addr, "/metrics").await.body).unwrap();
+    let metrics = metrics(server.addr).await;
     assert!(metrics.contains("shoal_chunks_total{channel=\"demo\"}"));
     assert!(metrics.contains("shoal_bytes_out_total{channel=\"demo\",path=\"http\"}"));
     assert!(metrics.contains("shoal_signal_connections_total"));
@@ -449,7 +454,7 @@ async fn a_waiting_chunk_request_is_answered_when_the_chunk_is_published() {
     assert_eq!(far.status, 404);
     assert_eq!(far.header("cache-control"), Some("no-store"));
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
-    let metrics = String::from_utf8(get(server.addr, "/metrics").await.body).unwrap();
+    let metrics = metrics(server.addr).await;
     assert!(
         metrics.contains("shoal_http_chunk_waiting{channel=\"demo\"} 0\n"),
         "{metrics}"
@@ -491,7 +496,7 @@ async fn a_full_http_budget_refuses_swarm_fallback_requests_at_once() {
     assert!(String::from_utf8_lossy(&refused.body).contains("busy"));
     let http_only = get(server.addr, &url(first + 1, false)).await;
     assert_eq!(http_only.status, 200, "HTTP-only viewers are always served");
-    let metrics = String::from_utf8(get(server.addr, "/metrics").await.body).unwrap();
+    let metrics = metrics(server.addr).await;
     assert!(
         metrics.contains("shoal_http_fallback_refused_total{channel=\"demo\"} 1\n"),
         "{metrics}"

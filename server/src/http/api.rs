@@ -176,9 +176,10 @@ pub async fn chunk(
     let Ok(seq) = seq.parse::<u64>() else {
         return (StatusCode::BAD_REQUEST, "chunk number must be an integer\n").into_response();
     };
-    let chunk = match channel.chunk(seq) {
-        None if query.wait.is_some() => channel.chunk_or_wait(seq, CHUNK_WAIT).await,
-        found => found,
+    let chunk = if query.wait.is_some() {
+        channel.chunk_or_wait(seq, CHUNK_WAIT).await
+    } else {
+        channel.chunk(seq)
     };
     let Some(chunk) = chunk else {
         return not_found(format!("chunk {seq} of {name:?} is not in the live window"));

@@ -87,6 +87,14 @@ struct State {
     last_publish: Option<Instant>,
 }
 
+impl State {
+    fn chunk(&self, seq: u64) -> Option<Arc<Chunk>> {
+        let first = self.window.front()?.header.seq;
+        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.window.get(i).cloned()
+    }
+}
+
 /// Why a fragment was not published.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PublishError {
@@ -244,10 +252,7 @@ impl Channel {
 
     /// Chunk `seq`, if still in the window.
     pub fn chunk(&self, seq: u64) -> Option<Arc<Chunk>> {
-        let state = self.state();
-        let first = state.window.front()?.header.seq;
-        let i = usize::try_from(seq.checked_sub(first)?).ok()?;
-        state.window.get(i).cloned()
+        self.state().chunk(seq)
     }
 
     /// Chunk `seq`, waiting up to `hold` for it if it is not published yet but is the next
@@ -257,12 +262,18 @@ impl Channel {
     /// `None` at once when the chunk has left the window or is further ahead, or when
     /// [`MAX_WAITING`] requests already wait; `None` after `hold` when it did not come.
     pub async fn chunk_or_wait(&self, seq: u64, hold: Duration) -> Option<Arc<Chunk>> {
-        // Subscribe before looking, so a chunk published in between is not missed.
-        let mut rx = self.chunks_tx.subscribe();
-        let next = self.state().next_seq;
         if let Some(c) = self.chunk(seq) {
             return Some(c);
         }
+        // Subscribe, then look again, so a chunk published in between is not missed.
+        let mut rx = self.chunks_tx.subscribe();
+        let next = {
+            let state = self.state();
+            if let Some(c) = state.chunk(seq) {
+                return Some(c);
+            }
+            state.next_seq
+        };
         if seq < next || seq - next > WAIT_AHEAD {
             return None;
         }
