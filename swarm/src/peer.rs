@@ -3494,49 +3494,55 @@ mod tests {
         assert!(sent.contains(&(5, Message::Accept { mask: 2 })), "{sent:?}");
     }
 
+    /// A fed viewer capped at `limit` bytes per second, asked in turn by new neighbours 1, 2,
+    /// … (feeding nobody) for the substreams of each of `masks`: what it sent each.
+    fn asked_in_turn(limit: u64, masks: &[u16]) -> Vec<Vec<(PeerId, Message)>> {
+        let mut p = fed_viewer(Config {
+            upload_limit: Some(limit),
+            ..Config::default()
+        });
+        (1..)
+            .zip(masks)
+            .map(|(id, &mask)| {
+                connect(&mut p, id, 1_000_000);
+                ask(&mut p, id, mask, 0, 1_000_000)
+            })
+            .collect()
+    }
+
     #[test]
     fn a_viewer_keeps_an_even_share_of_its_slots_for_each_substream() {
         // Capped at 625 kB/s: four subscriptions, two per substream.
-        let mut p = fed_viewer(Config {
-            upload_limit: Some(625_000),
-            ..Config::default()
-        });
+        let sent = asked_in_turn(625_000, &[1, 1, 3]);
         for id in [1, 2] {
-            connect(&mut p, id, 1_000_000);
-            let sent = ask(&mut p, id, 1, 0, 1_000_000);
+            let sent = &sent[id as usize - 1];
             assert!(
                 sent.contains(&(id, Message::Accept { mask: 1 })),
                 "{sent:?}"
             );
         }
-        connect(&mut p, 3, 1_000_000);
-        let sent = ask(&mut p, 3, 3, 0, 1_000_000);
         assert!(
-            sent.contains(&(3, Message::Accept { mask: 2 })),
-            "a third child of substream 0 waits, one of substream 1 is taken: {sent:?}"
+            sent[2].contains(&(3, Message::Accept { mask: 2 })),
+            "a third child of substream 0 waits, one of substream 1 is taken: {:?}",
+            sent[2]
         );
     }
 
     #[test]
     fn a_viewer_with_two_slots_may_spend_both_on_one_substream() {
         // Capped at 320 kB/s: two subscriptions, as many as substreams.
-        let mut p = fed_viewer(Config {
-            upload_limit: Some(320_000),
-            ..Config::default()
-        });
+        let sent = asked_in_turn(320_000, &[1, 1, 3]);
         for id in [1, 2] {
-            connect(&mut p, id, 1_000_000);
-            let sent = ask(&mut p, id, 1, 0, 1_000_000);
+            let sent = &sent[id as usize - 1];
             assert!(
                 sent.contains(&(id, Message::Accept { mask: 1 })),
                 "two children of substream 0 branch its tree: {sent:?}"
             );
         }
-        connect(&mut p, 3, 1_000_000);
-        let sent = ask(&mut p, 3, 3, 0, 1_000_000);
         assert!(
-            sent.contains(&(3, Message::Accept { mask: 0 })),
-            "and then it is full: {sent:?}"
+            sent[2].contains(&(3, Message::Accept { mask: 0 })),
+            "and then it is full: {:?}",
+            sent[2]
         );
     }
 
