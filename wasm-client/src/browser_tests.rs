@@ -95,18 +95,39 @@ async fn media_source_plays_chunks_on_the_clock() {
     assert!((later - base - 1.0).abs() < 1e-6);
     // The controller holds playback back until the clock reaches the media, then starts it
     // at the target and keeps it there.
-    assert_eq!(media.control(base - 1.0), 0.0);
+    assert_eq!(media.control(base - 1.0, 1.0), 0.0);
     assert!(v.paused());
-    media.control(base + 0.5);
+    media.control(base + 0.5, 1.0);
     media.started = true;
     assert!(
         until(5000, || v.current_time() > base + 0.6).await,
         "never played"
     );
     assert!(events.borrow().contains(&MediaEvent::Playing));
+    // On a clock that runs fast (the swarm's catching up), the element runs at the clock's
+    // rate, a little faster still while behind it, and back at 1 with the clock.
+    let now = v.current_time();
+    media.control(now, 1.2);
+    assert!(
+        (v.playback_rate() - 1.2).abs() < 1e-6,
+        "{}",
+        v.playback_rate()
+    );
+    media.control(now + 1.0, 1.2);
+    assert!(
+        (v.playback_rate() - 1.25).abs() < 1e-6,
+        "{}",
+        v.playback_rate()
+    );
+    media.control(v.current_time(), 1.0);
+    assert!(
+        (v.playback_rate() - 1.0).abs() < 1e-6,
+        "{}",
+        v.playback_rate()
+    );
     // Far off the clock: it seeks.
     let now = v.current_time();
-    media.control(now + 2.8);
+    media.control(now + 2.8, 1.0);
     assert!(
         (v.current_time() - (now + 2.8)).abs() < 0.3,
         "at {}",

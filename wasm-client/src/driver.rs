@@ -489,7 +489,11 @@ impl Driver {
         let Some(target) = target_ts.and_then(|ts| self.media.media_time(ts)) else {
             return;
         };
-        let behind = self.media.control(target);
+        let clock_rate = match self.mode {
+            Mode::P2p => self.peer.as_ref().map_or(1.0, |p| p.playout_rate()),
+            Mode::Http => 1.0,
+        };
+        let behind = self.media.control(target, clock_rate);
         self.delay = match self.mode {
             Mode::P2p => self
                 .peer

@@ -1,8 +1,8 @@
 //! Playback through Media Source Extensions: one `SourceBuffer`, the init segment first, then
 //! verified chunks in order. Appends and removals are queued and run one at a time (a
 //! `SourceBuffer` takes one operation until `updateend`). The controller keeps the video
-//! element's position on the swarm's playout clock: a slight playbackRate change to catch up
-//! or fall back, a seek when far off, gap skipping after a stall, and trimming of what lies
+//! element's position on the swarm's playout clock: the clock's own rate (faster while it
+//! catches up) with a slight correction to close the gap, a seek when far off, gap skipping after a stall, and trimming of what lies
 //! behind the playhead so memory stays flat over hours.
 
 use std::collections::VecDeque;
@@ -19,7 +19,7 @@ const TRIM_AFTER: f64 = 30.0;
 const SEEK_OVER: f64 = 2.5;
 /// Within this distance of the target (seconds) play at normal speed.
 const DEAD_ZONE: f64 = 0.12;
-/// Most the rate moves away from 1 (5 %: barely audible).
+/// Most the correction moves the rate away from the clock's (5 %: barely audible).
 const MAX_RATE_CHANGE: f64 = 0.05;
 /// How much earlier than the playout clock (seconds) the first frame may start.
 const EARLY_START: f64 = 0.3;
@@ -226,9 +226,10 @@ impl Media {
             .map_or(0.0, |(_, e)| e - t)
     }
 
-    /// Keeps the element near `target` media seconds; returns how far behind it plays
-    /// (positive: behind the target).
-    pub(crate) fn control(&mut self, target: f64) -> f64 {
+    /// Keeps the element near `target` media seconds, a clock that runs at `clock_rate`
+    /// against real time (1.0, or faster while the swarm's playout clock catches up); returns
+    /// how far behind it plays (positive: behind the target).
+    pub(crate) fn control(&mut self, target: f64, clock_rate: f64) -> f64 {
         let v = &self.video;
         let have = ranges(&v.buffered());
         if have.is_empty() {
@@ -269,9 +270,9 @@ impl Media {
             return target - v.current_time();
         }
         let rate = if diff.abs() < DEAD_ZONE {
-            1.0
+            clock_rate
         } else {
-            1.0 + (diff * 0.1).clamp(-MAX_RATE_CHANGE, MAX_RATE_CHANGE)
+            clock_rate + (diff * 0.1).clamp(-MAX_RATE_CHANGE, MAX_RATE_CHANGE)
         };
         if (v.playback_rate() - rate).abs() > 0.001 {
             v.set_playback_rate(rate);
