@@ -2,8 +2,9 @@
 //! verified chunks in order. Appends and removals are queued and run one at a time (a
 //! `SourceBuffer` takes one operation until `updateend`). The controller keeps the video
 //! element's position on the swarm's playout clock: the clock's own rate (faster while it
-//! catches up) with a slight correction to close the gap, a seek when far off, gap skipping after a stall, and trimming of what lies
-//! behind the playhead so memory stays flat over hours.
+//! catches up) with a slight correction to close the gap, a seek when far off, gap skipping
+//! after a stall, and trimming of what lies behind the playhead so memory stays flat over
+//! hours.
 
 use std::collections::VecDeque;
 
