@@ -3149,17 +3149,30 @@ mod tests {
 
     /// [`play_with_lag`], and the fastest the playout clock said it ran.
     fn play_with_lag_and_rate(lag: impl Fn(u64) -> Time, secs: u64) -> (Peer, Vec<Time>, f64) {
+        let at = |seq| seq * 500_000 + lag(seq);
+        play_split(at, at, secs)
+    }
+
+    /// Plays a viewer for `secs` seconds of a stream of 0.5 s chunks, chunk `seq`'s header
+    /// reaching it at `header_at(seq)` and its bytes at `piece_at(seq)`; returns the viewer,
+    /// its playback delays (one per second) and the fastest its playout clock said it ran.
+    fn play_split(
+        header_at: impl Fn(u64) -> Time,
+        piece_at: impl Fn(u64) -> Time,
+        secs: u64,
+    ) -> (Peer, Vec<Time>, f64) {
         let mut v = Peer::new(Config::default(), key(), 0, 1);
         connect(&mut v, 1, 0);
-        let mut arrivals: Vec<(Time, u64)> = (0..secs * 2)
-            .map(|seq| (seq * 500_000 + lag(seq), seq))
+        // (time, seq, whether the bytes): a chunk's header before its bytes at one time.
+        let mut arrivals: Vec<(Time, u64, bool)> = (0..secs * 2)
+            .flat_map(|seq| [(header_at(seq), seq, false), (piece_at(seq), seq, true)])
             .collect();
         arrivals.sort_unstable();
         let mut delays = Vec::new();
         let mut fastest: f64 = 0.0;
         let mut now = 0;
-        for (at, seq) in arrivals {
-            // Time passes in 100 ms steps (the peer's own timer) until the chunk arrives.
+        for (at, seq, piece) in arrivals {
+            // Time passes in 100 ms steps (the peer's own timer) until the message arrives.
             while now + 100_000 <= at {
                 now += 100_000;
                 v.handle(Input::Timeout, now);
@@ -3168,24 +3181,24 @@ mod tests {
                 }
                 fastest = fastest.max(v.playout_rate());
             }
-            let (header, bytes) = signed_chunk(seq);
-            for msg in [
-                Message::Header(header),
+            let (header, data) = signed_chunk(seq);
+            let msg = if piece {
                 Message::Piece {
                     seq,
                     index: 0,
-                    data: bytes,
+                    data,
+                }
+            } else {
+                Message::Header(header)
+            };
+            let bytes = msg.encode();
+            v.handle(
+                Input::Message {
+                    from: 1,
+                    bytes: &bytes,
                 },
-            ] {
-                let bytes = msg.encode();
-                v.handle(
-                    Input::Message {
-                        from: 1,
-                        bytes: &bytes,
-                    },
-                    at,
-                );
-            }
+                at,
+            );
             while v.poll().is_some() {}
         }
         (v, delays, fastest)
@@ -3218,46 +3231,13 @@ mod tests {
     /// behind), gets chunk 0's bytes at 4.0 s and chunk 1's at `second`; every other chunk
     /// comes whole 0.2 s after publication. Returns its startup and missed chunks.
     fn late_first_chunk(second: Time) -> (Option<Time>, u64) {
-        let mut v = Peer::new(Config::default(), key(), 0, 1);
-        connect(&mut v, 1, 0);
-        let mut arrivals: Vec<(Time, u64, bool)> = Vec::new();
-        for seq in 0..40u64 {
-            let header_at = seq * 500_000 + 200_000;
-            let piece_at = match seq {
-                0 => 4_000_000,
-                1 => second,
-                _ => header_at,
-            };
-            arrivals.push((header_at, seq, false));
-            arrivals.push((piece_at, seq, true));
-        }
-        arrivals.sort_unstable();
-        let mut now = 0;
-        for (at, seq, piece) in arrivals {
-            while now + 100_000 <= at {
-                now += 100_000;
-                v.handle(Input::Timeout, now);
-            }
-            let (header, data) = signed_chunk(seq);
-            let msg = if piece {
-                Message::Piece {
-                    seq,
-                    index: 0,
-                    data,
-                }
-            } else {
-                Message::Header(header)
-            };
-            let bytes = msg.encode();
-            v.handle(
-                Input::Message {
-                    from: 1,
-                    bytes: &bytes,
-                },
-                at,
-            );
-            while v.poll().is_some() {}
-        }
+        let header_at = |seq| seq * 500_000 + 200_000;
+        let piece_at = |seq| match seq {
+            0 => 4_000_000,
+            1 => second,
+            _ => header_at(seq),
+        };
+        let (v, _, _) = play_split(header_at, piece_at, 20);
         let m = v.metrics();
         (m.startup, m.chunks_due - m.chunks_on_time)
     }
