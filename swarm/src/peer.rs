@@ -217,8 +217,8 @@ const ANNOUNCED_AHEAD: u64 = 8;
 const QUIET_CHILD: Time = 2_500_000;
 /// A root the origin feeds is judged (see `Peer::weak_root`) only after this long.
 const WEAK_ROOT_AFTER: Time = 2_000_000;
-/// A viewer one child over its allowance keeps it while what it serves stays within this
-/// share of its measured upload (see `Peer::shed_children`).
+/// A viewer over its allowance of children keeps them while what it serves stays within
+/// this share of its measured upload (see `Peer::shed_children`).
 const CARRIED_SHARE: f64 = 0.95;
 /// Pieces pushed to a child are dropped from the queue after this long.
 const PUSH_STALE: Time = 3_000_000;
@@ -3827,8 +3827,8 @@ mod tests {
 
     #[test]
     fn a_viewer_one_child_over_its_allowance_sheds_a_leaf_only_while_its_link_cannot_carry_it() {
-        // Capped at 625 kB/s: four subscriptions, two per substream, all taken; child 3
-        // and 4 relay to others, 1 and 2 feed nobody.
+        // Capped at 625 kB/s: four subscriptions, two per substream, all taken; children 3
+        // and 4 relay to others, and 1 and 2 too unless `leaves`.
         let shed_at = |cap: u64, leaves: bool| -> Vec<PeerId> {
             let mut p = fed_viewer(Config {
                 upload_limit: Some(625_000),
