@@ -398,6 +398,23 @@ struct Playout {
 }
 
 impl Playout {
+    /// A clock that plays chunk `head`, of origin timestamp `ts`, at local time `at`.
+    fn start(at: Time, ts: u64, head: u64) -> Self {
+        Playout {
+            anchor_local: at,
+            anchor_ts: ts,
+            head,
+            caught_up_at: at,
+            speed_pm: 0,
+        }
+    }
+
+    /// Moves the clock `step` ahead over the `dt` since its last move, and notes the rate.
+    fn speed_up(&mut self, step: Time, dt: Time) {
+        self.anchor_local = self.anchor_local.saturating_sub(step);
+        self.speed_pm = step * 1000 / dt;
+    }
+
     /// How far behind the live edge the clock plays at `now`, given the edge's offset
     /// (local time minus origin timestamp): the media time playing now, mapped to the local
     /// time of its publication.
@@ -2227,9 +2244,12 @@ impl Peer {
         // fed late: in `ten` seed 10 delivery p95 was 1.11 s. Shedding a leaf there brought
         // every seed of 16 to 0.97 s or less; shedding a relay as well cost `thousand` seed
         // 3 its continuity (0.9932 against 0.9959). The origin's cap is its own setting.
-        let carried = self.served as f64 * self.substream_rate() <= CARRIED_SHARE * bound;
-        if self.served <= allowed || (self.cfg.origin && one_over) || (!self.cfg.origin && carried)
-        {
+        let keep = if self.cfg.origin {
+            one_over
+        } else {
+            self.served as f64 * self.substream_rate() <= CARRIED_SHARE * bound
+        };
+        if self.served <= allowed || keep {
             return;
         }
         let mut excess = self.served - allowed;
@@ -2588,8 +2608,7 @@ impl Peer {
             if self.holds_due_soon(p, now) {
                 let step = (dt * FAST_CATCH_UP_RATE_PM / 1000)
                     .min((excess - FAST_CATCH_UP_OVER as i64) as Time + 1);
-                p.anchor_local = p.anchor_local.saturating_sub(step);
-                p.speed_pm = step * 1000 / dt;
+                p.speed_up(step, dt);
             }
             return;
         }
@@ -2613,8 +2632,7 @@ impl Peer {
         let step = (dt * CATCH_UP_RATE_PM / 1000)
             .min(excess as Time)
             .min(room as Time);
-        p.anchor_local = p.anchor_local.saturating_sub(step);
-        p.speed_pm = step * 1000 / dt;
+        p.speed_up(step, dt);
     }
 
     /// Whether every chunk the clock `p` reaches within [`CATCH_UP_AHEAD`] is held.
@@ -2688,13 +2706,7 @@ impl Peer {
                 }
                 self.metrics.startup = Some(target.saturating_sub(self.started));
                 self.unsettled_at = target;
-                self.playout = Some(Playout {
-                    anchor_local: target,
-                    anchor_ts: header.timestamp_us,
-                    head: seq,
-                    caught_up_at: target,
-                    speed_pm: 0,
-                });
+                self.playout = Some(Playout::start(target, header.timestamp_us, seq));
             }
             let bytes = slot.data.clone();
             self.out.push_back(Output::Play(Playable { header, bytes }));
@@ -2744,13 +2756,7 @@ impl Peer {
                     self.note_stall(now - dl, now);
                     self.out
                         .push_back(Output::Event(Event::Skipped { from: p.head, to }));
-                    p = Playout {
-                        anchor_local: now,
-                        anchor_ts: ts,
-                        head: to,
-                        caught_up_at: now,
-                        speed_pm: 0,
-                    };
+                    p = Playout::start(now, ts, to);
                     self.next_emit = self.next_emit.max(to);
                 }
                 None => break,
@@ -2792,13 +2798,7 @@ impl Peer {
                     self.out
                         .push_back(Output::Event(Event::Skipped { from: p.head, to }));
                     let anchor = (ts as i64 + offset + start_delay).max(now as i64);
-                    p = Playout {
-                        anchor_local: anchor as Time,
-                        anchor_ts: ts,
-                        head: to,
-                        caught_up_at: anchor as Time,
-                        speed_pm: 0,
-                    };
+                    p = Playout::start(anchor as Time, ts, to);
                     self.next_emit = self.next_emit.max(to);
                 }
             }
