@@ -213,42 +213,6 @@ async fn join_hands_out_neighbours_and_counts_viewers() {
 }
 
 #[tokio::test]
-async fn link_pairs_a_peer_with_the_one_it_was_moved_under_and_nobody_else() {
-    let server = Server::start(SignalConfig::default()).await;
-    let mut a = server.client().await;
-    let mut b = server.client().await;
-    let (ida, _) = a.join("demo").await;
-    let (idb, nb) = b.join("demo").await;
-    assert_eq!(nb, vec![ida]);
-    async fn peers(c: &mut Client) -> Vec<u64> {
-        match c.recv().await {
-            ServerMessage::Peers { neighbours, .. } => neighbours,
-            other => panic!("expected peers, got {other:?}"),
-        }
-    }
-    // Already linked: nothing to dial.
-    a.send(&ClientMessage::Link { peer: idb }).await;
-    assert_eq!(peers(&mut a).await, Vec::<u64>::new());
-    // Once the link is gone, the pair is linked again on request.
-    a.send(&ClientMessage::Unlink {
-        peer: idb,
-        reason: None,
-    })
-    .await;
-    a.send(&ClientMessage::Link { peer: idb }).await;
-    assert_eq!(peers(&mut a).await, vec![idb]);
-    // Itself, or a peer not in the channel: nothing.
-    a.send(&ClientMessage::Link { peer: ida }).await;
-    assert_eq!(peers(&mut a).await, Vec::<u64>::new());
-    a.send(&ClientMessage::Link { peer: 999_999 }).await;
-    assert_eq!(peers(&mut a).await, Vec::<u64>::new());
-    // Without a peer, the message is malformed: an error, and the socket stays open.
-    a.send_raw(r#"{"v":1,"type":"link"}"#.to_string()).await;
-    a.expect_error(ErrorCode::BadMessage).await;
-    a.ping().await;
-}
-
-#[tokio::test]
 async fn a_peer_two_neighbours_dropped_for_lying_is_handed_to_nobody() {
     let server = Server::start(SignalConfig::default()).await;
     let mut x = server.client().await;

@@ -110,14 +110,6 @@ pub enum ClientMessage {
         /// How many more neighbours the peer would like.
         want: u32,
     },
-    /// Ask to be linked to one particular peer of the channel: a neighbour told this peer to
-    /// move under `peer` in a push tree. Answered by `peers`, listing `peer` if the tracker
-    /// linked the pair (both in the channel, viewers, with a free neighbour slot) and empty
-    /// otherwise.
-    Link {
-        /// The peer to dial.
-        peer: PeerId,
-    },
     /// What the peer can offer: spare upload and newest chunk held.
     Report {
         /// Upload it can still offer, in copies of the stream.
@@ -440,9 +432,6 @@ pub fn parse_client(bytes: &[u8]) -> Result<ClientMessage, ProtocolError> {
             latest_seq: need(raw.latest_seq, "report", "latest_seq")?,
             depth: raw.depth,
         },
-        "link" => ClientMessage::Link {
-            peer: need(raw.peer, "link", "peer")?,
-        },
         "unlink" => ClientMessage::Unlink {
             peer: need(raw.peer, "unlink", "peer")?,
             reason: raw.reason,
@@ -544,7 +533,6 @@ mod tests {
                 sdp_m_line_index: None,
             },
             ClientMessage::More { want: 4 },
-            ClientMessage::Link { peer: 12 },
             ClientMessage::Report {
                 spare_upload: 1.5,
                 latest_seq: 77,

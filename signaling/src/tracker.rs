@@ -285,30 +285,6 @@ impl Tracker {
         out
     }
 
-    /// Links `a` to `b` at `a`'s request (it was told to move under `b` in a push tree), if
-    /// both are viewers in the channel with a free neighbour slot, not yet linked, and
-    /// neither is shunned. Returns whether `a` should dial `b`.
-    pub fn pair(&mut self, a: PeerId, b: PeerId) -> bool {
-        if a == b {
-            return false;
-        }
-        let (Some(ea), Some(eb)) = (self.peers.get(&a), self.peers.get(&b)) else {
-            return false;
-        };
-        if ea.seeder
-            || eb.seeder
-            || ea.neighbours.contains(&b)
-            || self.shunned(ea)
-            || self.shunned(eb)
-            || ea.neighbours.len() >= self.limit(ea)
-            || eb.neighbours.len() >= self.limit(eb)
-        {
-            return false;
-        }
-        self.link(a, b);
-        true
-    }
-
     fn link(&mut self, a: PeerId, b: PeerId) {
         if let Some(e) = self.peers.get_mut(&a) {
             e.neighbours.insert(b);
@@ -453,47 +429,6 @@ mod tests {
         let before: Vec<_> = t.neighbours(5).collect();
         let more = t.more(5, 10);
         assert!(more.iter().all(|m| !before.contains(m)));
-    }
-
-    #[test]
-    fn pair_links_two_viewers_once_within_limits() {
-        let cfg = TrackerConfig {
-            initial_neighbours: 0,
-            max_neighbours: 2,
-            seeder_neighbours: 2,
-            sample: 16,
-        };
-        let mut t = Tracker::new(cfg, 1);
-        t.add_seeder(0);
-        for p in 1..=6 {
-            assert!(t.join(p).is_empty());
-        }
-        assert!(t.pair(1, 2));
-        assert!(t.neighbours(2).any(|n| n == 1), "symmetric");
-        assert!(!t.pair(1, 2) && !t.pair(2, 1), "never the same pair twice");
-        assert!(!t.pair(1, 1), "not itself");
-        assert!(!t.pair(1, 0) && !t.pair(0, 1), "never the seeder");
-        assert!(
-            !t.pair(1, 99) && !t.pair(99, 1),
-            "only peers in the channel"
-        );
-        assert!(t.pair(1, 3));
-        assert!(!t.pair(1, 4), "the asker is full");
-        assert!(!t.pair(4, 1), "the other is full");
-        t.unlink(1, 3);
-        assert!(t.pair(4, 1), "a freed slot is taken again");
-        // A peer found out lying is linked to nobody.
-        let mut t = Tracker::new(TrackerConfig::default(), 2);
-        for p in 1..=4 {
-            t.join(p);
-        }
-        for by in [1, 2] {
-            t.unlink(by, 3);
-            assert!(t.pair(by, 3));
-            t.accuse(by, 3);
-        }
-        t.unlink(4, 3);
-        assert!(!t.pair(4, 3) && !t.pair(3, 4));
     }
 
     #[test]

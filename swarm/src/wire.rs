@@ -9,9 +9,7 @@ use crate::codec::{DecodeError, Reader, Writer};
 
 /// The protocol version this crate speaks. Version 2 halved the piece size
 /// ([`PIECE_SIZE`]): a peer of version 1 would cut chunks into pieces this one rejects.
-/// Version 3 added `displaces_below` to [`Message::Status`], and [`Message::Relocate`] and
-/// [`Message::Expect`].
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 2;
 /// Most substreams a channel may be split into (masks are 16 bits).
 pub const MAX_SUBSTREAMS: usize = 16;
 /// Chunks covered by a [`Message::Status`] bitmap.
@@ -29,8 +27,6 @@ const T_SUBSCRIBE: u8 = 7;
 const T_ACCEPT: u8 = 8;
 const T_UNSUBSCRIBE: u8 = 9;
 const T_CANCEL: u8 = 10;
-const T_RELOCATE: u8 = 11;
-const T_EXPECT: u8 = 12;
 
 /// A piece message read in place: its data borrows the message's bytes
 /// (see [`Message::decode_piece`]).
@@ -63,10 +59,6 @@ pub enum Message {
         /// How many substream subscriptions the sender serves now (its fan-out): parents
         /// push to children with children of their own first.
         children: u8,
-        /// When the sender has no spare slot: the least strength (subscriptions fed plus
-        /// spare slots) an asker needs for the sender to move a weaker child under it and
-        /// take its place ([`Message::Relocate`]); 0 when there is no such child.
-        displaces_below: u8,
     },
     /// The sender now holds chunk `seq` complete and verified.
     Have {
@@ -121,23 +113,6 @@ pub enum Message {
         /// The chunk.
         seq: u64,
     },
-    /// From a parent: it stopped pushing these substreams to make room for `to`, a stronger
-    /// viewer that it now feeds and that has room for the receiver: subscribe to `to`
-    /// instead (dialling it if need be), so the receiver's subtree moves with it.
-    Relocate {
-        /// Substreams the sender stopped pushing.
-        mask: u16,
-        /// The viewer to move under, as the signaling server names it.
-        to: u64,
-    },
-    /// From a parent that just accepted the receiver in place of `child`: `child` was told
-    /// to move under the receiver ([`Message::Relocate`]); keep a place for it.
-    Expect {
-        /// Substreams `child` will ask for.
-        mask: u16,
-        /// The child, as the signaling server names it.
-        child: u64,
-    },
 }
 
 impl Message {
@@ -154,7 +129,6 @@ impl Message {
                 depths,
                 spare_slots,
                 children,
-                displaces_below,
             } => {
                 w.u8(T_STATUS);
                 w.u64(*base);
@@ -164,7 +138,6 @@ impl Message {
                 w.bytes(&depths[..depths.len().min(MAX_SUBSTREAMS)]);
                 w.u8(*spare_slots);
                 w.u8(*children);
-                w.u8(*displaces_below);
             }
             Message::Have { seq } => {
                 w.u8(T_HAVE);
@@ -209,16 +182,6 @@ impl Message {
             Message::Cancel { seq } => {
                 w.u8(T_CANCEL);
                 w.u64(*seq);
-            }
-            Message::Relocate { mask, to } => {
-                w.u8(T_RELOCATE);
-                w.u16(*mask);
-                w.u64(*to);
-            }
-            Message::Expect { mask, child } => {
-                w.u8(T_EXPECT);
-                w.u16(*mask);
-                w.u64(*child);
             }
         }
         w.into_inner()
@@ -278,7 +241,6 @@ impl Message {
                 let depths = r.take(n)?.to_vec();
                 let spare_slots = r.u8()?;
                 let children = r.u8()?;
-                let displaces_below = r.u8()?;
                 Message::Status {
                     base,
                     have,
@@ -286,7 +248,6 @@ impl Message {
                     depths,
                     spare_slots,
                     children,
-                    displaces_below,
                 }
             }
             T_HAVE => Message::Have { seq: r.u64()? },
@@ -337,14 +298,6 @@ impl Message {
             T_ACCEPT => Message::Accept { mask: r.u16()? },
             T_UNSUBSCRIBE => Message::Unsubscribe { mask: r.u16()? },
             T_CANCEL => Message::Cancel { seq: r.u64()? },
-            T_RELOCATE => Message::Relocate {
-                mask: r.u16()?,
-                to: r.u64()?,
-            },
-            T_EXPECT => Message::Expect {
-                mask: r.u16()?,
-                child: r.u64()?,
-            },
             other => return Err(DecodeError::UnknownType(other)),
         };
         r.finish()?;
@@ -409,22 +362,18 @@ mod tests {
                 any::<u64>(),
                 proptest::collection::vec(any::<u8>(), 0..=MAX_SUBSTREAMS),
                 any::<u8>(),
-                any::<u8>(),
                 any::<u8>()
             )
-                .prop_map(
-                    |(base, have, latest, depths, spare_slots, children, displaces_below)| {
-                        Message::Status {
-                            base,
-                            have,
-                            latest,
-                            depths,
-                            spare_slots,
-                            children,
-                            displaces_below,
-                        }
+                .prop_map(|(base, have, latest, depths, spare_slots, children)| {
+                    Message::Status {
+                        base,
+                        have,
+                        latest,
+                        depths,
+                        spare_slots,
+                        children,
                     }
-                ),
+                }),
             any::<u64>().prop_map(|seq| Message::Have { seq }),
             header_strategy().prop_map(Message::Header),
             (
@@ -448,8 +397,6 @@ mod tests {
             any::<u16>().prop_map(|mask| Message::Accept { mask }),
             any::<u16>().prop_map(|mask| Message::Unsubscribe { mask }),
             any::<u64>().prop_map(|seq| Message::Cancel { seq }),
-            (any::<u16>(), any::<u64>()).prop_map(|(mask, to)| Message::Relocate { mask, to }),
-            (any::<u16>(), any::<u64>()).prop_map(|(mask, child)| Message::Expect { mask, child }),
         ]
     }
 

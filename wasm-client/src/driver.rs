@@ -907,7 +907,6 @@ impl Driver {
                     let want = u32::try_from(count).unwrap_or(u32::MAX);
                     self.send_signal(&ClientMessage::More { want });
                 }
-                Output::Link { peer } => self.send_signal(&ClientMessage::Link { peer }),
                 Output::Report {
                     spare_upload,
                     latest,

@@ -496,7 +496,6 @@ impl Session<'_> {
                     let want = u32::try_from(count).unwrap_or(u32::MAX);
                     self.outbox.push(ClientMessage::More { want });
                 }
-                Output::Link { peer } => self.outbox.push(ClientMessage::Link { peer }),
                 Output::Report {
                     spare_upload,
                     latest,

@@ -359,17 +359,6 @@ impl Conn {
                 let want = (want as usize).min(self.hub.config.max_neighbours);
                 return self.to_room(ws, RoomCmd::More { peer: me, want }).await;
             }
-            ClientMessage::Link { peer } => {
-                return self
-                    .to_room(
-                        ws,
-                        RoomCmd::Link {
-                            peer: me,
-                            other: peer,
-                        },
-                    )
-                    .await;
-            }
             ClientMessage::Report {
                 spare_upload,
                 latest_seq,

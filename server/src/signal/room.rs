@@ -31,11 +31,6 @@ pub(crate) enum RoomCmd {
         peer: PeerId,
         want: usize,
     },
-    /// `peer` asks to be linked to `other` (it was told to move under it).
-    Link {
-        peer: PeerId,
-        other: PeerId,
-    },
     Report {
         peer: PeerId,
         report: PeerReport,
@@ -117,21 +112,6 @@ impl Room {
                 let msg = encode_server(&ServerMessage::Peers {
                     neighbours,
                     seeders,
-                });
-                self.notify(peer, msg);
-            }
-            RoomCmd::Link { peer, other } => {
-                if !self.members.contains_key(&peer) {
-                    return;
-                }
-                let neighbours = if self.tracker.pair(peer, other) {
-                    vec![other]
-                } else {
-                    Vec::new()
-                };
-                let msg = encode_server(&ServerMessage::Peers {
-                    neighbours,
-                    seeders: Vec::new(),
                 });
                 self.notify(peer, msg);
             }

@@ -641,15 +641,6 @@ impl Sim {
                         self.push(at, Ev::Connect(id, n as usize));
                     }
                 }
-                Output::Link { peer } => {
-                    // As the server does: the tracker links the pair if it can, and the
-                    // answer comes back over signaling before the dial.
-                    if self.tracker.pair(id as PeerId, peer) {
-                        let rtt = 2 * self.latency(id, ORIGIN);
-                        let at = self.now + rtt + (self.sc.connect_s * SEC) as Time;
-                        self.push(at, Ev::Connect(id, peer as usize));
-                    }
-                }
                 Output::Report {
                     spare_upload,
                     latest,
@@ -759,7 +750,6 @@ impl Sim {
                     depths: vec![0; depths.len()],
                     spare_slots: 16,
                     children: 0,
-                    displaces_below: 0,
                 };
                 let enc = fake.encode();
                 if enc.len() == bytes.len() {
