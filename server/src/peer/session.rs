@@ -455,12 +455,14 @@ impl Session<'_> {
                         let _ = link.cmds.send(LinkCmd::Send(bytes));
                     }
                 }
-                Output::HttpFetch { seq } => {
+                Output::HttpFetch { seq, start } => {
                     let url = format!(
-                        // `?swarm`: a busy origin may refuse it at once (we have peers).
-                        "{}/api/channels/{}/chunks/{seq}?swarm",
+                        // `?swarm`: a busy origin may refuse it at once (we have peers);
+                        // `&start`: sooner still (no chunk of ours is due yet).
+                        "{}/api/channels/{}/chunks/{seq}?swarm{}",
                         http_base(&self.opts.server),
-                        self.opts.channel
+                        self.opts.channel,
+                        if start { "&start" } else { "" }
                     );
                     let tx = self.http.clone();
                     tokio::spawn(async move {
