@@ -503,48 +503,6 @@ async fn a_full_http_budget_refuses_swarm_fallback_requests_at_once() {
     );
 }
 
-/// A swarm viewer's request for a start chunk (`?swarm&start`) is refused once the HTTP
-/// queue is more than 0.3 s deep, while a rescue of a chunk due for playback (`?swarm`) is
-/// still served there.
-#[tokio::test]
-async fn a_busy_http_budget_refuses_start_chunks_before_rescues() {
-    // The demo's init segment is the same on every server: measure it on one without a
-    // budget, then give another a rate at which it books 0.6 s of the queue.
-    let plain = start(true).await;
-    demo_from(plain.addr, 2).await;
-    let init = get(plain.addr, "/api/channels/demo/init").await;
-    assert_eq!(init.status, 200);
-    let bits = init.body.len() as f64 * 8.0;
-    let config = shoal::ServeConfig {
-        media: MediaOptions {
-            data_dir: Some(common::data_dir("ingest")),
-            http_fallback_rate: Some((bits / 0.6).round() as u64),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let server = common::serve(config).await;
-    demo_from(server.addr, 2).await;
-    let seq = channel(server.addr, "demo").await["latest_seq"]
-        .as_u64()
-        .unwrap();
-    // Never refused: it takes its 0.6 s of the queue.
-    assert_eq!(
-        get(server.addr, "/api/channels/demo/init").await.status,
-        200
-    );
-    let chunk = |flags: &str| format!("/api/channels/demo/chunks/{seq}?{flags}");
-    let start_chunk = get(server.addr, &chunk("swarm&start")).await;
-    assert_eq!(start_chunk.status, 503, "{}", start_chunk.headers);
-    let rescue = get(server.addr, &chunk("swarm")).await;
-    assert_eq!(rescue.status, 200, "{}", rescue.headers);
-    let metrics = metrics(server.addr).await;
-    assert!(
-        metrics.contains("shoal_http_fallback_refused_total{channel=\"demo\"} 1\n"),
-        "{metrics}"
-    );
-}
-
 /// The demo's init segment and first chunks, fetched from the API and appended to a Media
 /// Source Extensions SourceBuffer in headless Chromium, buffer as one continuous range.
 ///

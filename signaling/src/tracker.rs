@@ -19,9 +19,9 @@ pub type PeerId = u64;
 pub const UNKNOWN_DEPTH: u8 = 4;
 
 /// Beyond [`TrackerConfig::seeder_neighbours`], the seeder gets one more neighbour for every
-/// this many peers in the channel: 20 for 1000 viewers. It pushes 15 copies of the stream to
-/// such an audience (`swarm::Config::seeder_copies`), 30 substream roots, so some of its
-/// neighbours root both substreams (the 15 copies were measured with these links).
+/// this many peers in the channel: two per copy of the stream it pushes to a large audience
+/// (`swarm::Config::seeder_copies`, one copy per 100 viewers), since each copy feeds two
+/// substream roots.
 pub const VIEWERS_PER_SEEDER_LINK: usize = 50;
 
 /// Neighbours that must have dropped a peer for misbehaving ([`Tracker::accuse`]) before the

@@ -99,22 +99,16 @@ impl Config {
     /// delivery p95 from 1.9 s to 1.6 s and from 2.3 s to 1.4 s, for offload 0.969 and
     /// 0.951 instead of 0.975 and 0.954 (together with `Peer::catch_up`).
     ///
-    /// Beyond 120 viewers it grows by one copy per 8 viewers up to 15 copies (at 216
-    /// viewers; three quarters of the simulated origin's 40 Mbit/s, leaving the HTTP
-    /// fallback 10 Mbit/s), and beyond 1000 viewers stays at 1.5 % of what the audience
+    /// Beyond 300 viewers it grows by one copy per 100 viewers (ten copies, half of the
+    /// simulated origin's 40 Mbit/s, for 1000), still under 1 % of what the audience
     /// receives. Three roots per substream for 1000 viewers made trees 15 levels deep, and
     /// the origin's link went to HTTP rescues instead, one viewer per copy sent (`thousand`
     /// at 90 s, seeds 1 and 2, with the tracker's matching seeder links: continuity 0.33 and
-    /// 0.29 against 0.24 and 0.22). With start chunks served over HTTP only after rescues
-    /// (see `Output::HttpFetch`), this against one copy per 100 viewers took `thousand`'s
-    /// delivery p95 over seeds 1-4 from 3.07 s to 2.95 s, and its continuity from 0.9967 to
-    /// 0.9964 (seed 3: 0.9953).
+    /// 0.29 against 0.24 and 0.22).
     pub fn seeder_copies(viewers: usize) -> f64 {
-        let v = viewers as f64;
-        (v / 10.0)
+        (viewers as f64 / 10.0)
             .clamp(1.25, 3.0)
-            .max((3.0 + (v - 120.0) / 8.0).min(15.0))
-            .max(v * 0.015)
+            .max(viewers as f64 / 100.0)
     }
 
     pub(crate) fn substreams(&self) -> usize {

@@ -122,10 +122,6 @@ pub enum Output {
     HttpFetch {
         /// The chunk.
         seq: u64,
-        /// For this viewer's start (asked before its first chunk played): a busy origin
-        /// should serve it only after rescues of chunks due for playback (see README,
-        /// "HTTP fallback").
-        start: bool,
     },
     /// A verified chunk, in order, ready for the player.
     Play(Playable),
@@ -2515,8 +2511,7 @@ impl Peer {
         }
         slot.http_pending = true;
         self.metrics.http_fetches += 1;
-        let start = self.metrics.startup.is_none();
-        self.out.push_back(Output::HttpFetch { seq, start });
+        self.out.push_back(Output::HttpFetch { seq });
     }
 
     /// Before any push arrives: ask the most credible neighbour for the live edge's header.

@@ -890,7 +890,7 @@ impl Driver {
                         }
                     }
                 }
-                Output::HttpFetch { seq, start } => self.swarm_fetch(seq, start),
+                Output::HttpFetch { seq } => self.swarm_fetch(seq),
                 Output::Play(chunk) => {
                     self.media
                         .push(chunk.bytes.to_vec(), chunk.header.timestamp_us);
@@ -923,8 +923,8 @@ impl Driver {
     }
 
     /// The swarm's HTTP fallback: fetch one framed chunk and hand the body back.
-    fn swarm_fetch(&mut self, seq: u64, start: bool) {
-        let url = self.opts.swarm_chunk_url(seq, start);
+    fn swarm_fetch(&mut self, seq: u64) {
+        let url = self.opts.swarm_chunk_url(seq);
         let weak = self.this.clone();
         let me = self.me;
         spawn_local(async move {

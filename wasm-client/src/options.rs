@@ -115,10 +115,9 @@ impl Options {
     }
 
     /// The URL of chunk `seq` for the swarm's fallback: marked `swarm`, so an origin whose
-    /// HTTP budget is full may refuse it at once (503) rather than send it late, and `start`
-    /// as well for a chunk of the viewer's start, which a busy origin refuses sooner.
-    pub fn swarm_chunk_url(&self, seq: u64, start: bool) -> String {
-        self.flagged_chunk_url(seq, if start { "swarm&start" } else { "swarm" })
+    /// HTTP budget is full may refuse it at once (503) rather than send it late.
+    pub fn swarm_chunk_url(&self, seq: u64) -> String {
+        self.flagged_chunk_url(seq, "swarm")
     }
 
     /// The URL of chunk `seq` for HTTP-only play: marked `wait`, so a Shoal origin holds the
@@ -154,20 +153,10 @@ mod tests {
         let o = Options::parse(&json(r#","uploadLimit":800000,"targetDelay":2.0"#)).unwrap();
         assert_eq!(o.signaling_url(), "wss://live.example.org/ws");
         assert_eq!(o.chunk_url(42), "https://live.example.org/c/42");
-        assert_eq!(
-            o.swarm_chunk_url(42, false),
-            "https://live.example.org/c/42?swarm"
-        );
-        assert_eq!(
-            o.swarm_chunk_url(42, true),
-            "https://live.example.org/c/42?swarm&start"
-        );
+        assert_eq!(o.swarm_chunk_url(42), "https://live.example.org/c/42?swarm");
         let mut q = o.clone();
         q.chunk_url_template = "https://cdn.example.org/c?n={seq}".into();
-        assert_eq!(
-            q.swarm_chunk_url(7, false),
-            "https://cdn.example.org/c?n=7&swarm"
-        );
+        assert_eq!(q.swarm_chunk_url(7), "https://cdn.example.org/c?n=7&swarm");
         assert_eq!(
             o.waiting_chunk_url(42),
             "https://live.example.org/c/42?wait"

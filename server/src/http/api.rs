@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use crate::media::{Channel, HttpBudget, Media, DEMO_CHANNEL};
+use crate::media::{Channel, Media, DEMO_CHANNEL};
 
 /// Chunks never change once published: any cache may keep them.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -130,7 +130,7 @@ pub async fn init(State(media): State<Arc<Media>>, Path(name): Path<String>) -> 
     };
     if let Some(budget) = &media.http_budget {
         // Every viewer needs it, so it is never refused; it takes its place in the queue.
-        budget.book(init.bytes.len(), None);
+        budget.book(init.bytes.len(), false);
     }
     channel
         .counters
@@ -151,13 +151,11 @@ pub async fn init(State(media): State<Arc<Media>>, Path(name): Path<String>) -> 
 /// How long a chunk request with `?wait` is held for a chunk not yet published.
 pub const CHUNK_WAIT: Duration = Duration::from_secs(5);
 
-/// A chunk URL's query: `?swarm` marks a swarm viewer's fallback, `&start` one for its
-/// start buffer; `?wait` asks the server to hold the request until the chunk is published
-/// (see [`Channel::chunk_or_wait`]).
+/// A chunk URL's query: `?swarm` marks a swarm viewer's fallback; `?wait` asks the server to
+/// hold the request until the chunk is published (see [`Channel::chunk_or_wait`]).
 #[derive(Debug, Deserialize)]
 pub struct ChunkQuery {
     swarm: Option<String>,
-    start: Option<String>,
     wait: Option<String>,
 }
 
@@ -166,8 +164,7 @@ pub struct ChunkQuery {
 /// published but due next (or up to two after) is waited for, up to [`CHUNK_WAIT`]: the
 /// browser client's HTTP-only mode asks so. A swarm viewer's fallback asks with `?swarm`:
 /// with an HTTP budget (`--http-fallback-rate`) whose queue is full, that gets 503 with
-/// `Retry-After` at once (the viewer has peers to turn to), and sooner for a start chunk
-/// (`?swarm&start`, see [`HttpBudget`]).
+/// `Retry-After` at once (the viewer has peers to turn to).
 pub async fn chunk(
     State(media): State<Arc<Media>>,
     Path((name, seq)): Path<(String, String)>,
@@ -188,12 +185,7 @@ pub async fn chunk(
         return not_found(format!("chunk {seq} of {name:?} is not in the live window"));
     };
     if let Some(budget) = &media.http_budget {
-        let max_queue = match (query.swarm.is_some(), query.start.is_some()) {
-            (true, true) => Some(HttpBudget::MAX_QUEUE_START),
-            (true, false) => Some(HttpBudget::MAX_QUEUE),
-            (false, _) => None,
-        };
-        if !budget.book(chunk.framed_len(), max_queue) {
+        if !budget.book(chunk.framed_len(), query.swarm.is_some()) {
             channel
                 .counters
                 .http_refused

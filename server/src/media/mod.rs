@@ -56,13 +56,6 @@ pub struct MediaOptions {
 
 /// The HTTP chunk fallback's share of the origin's upload, kept as a queue: each chunk
 /// served books its bytes at the configured rate, after the ones before it.
-///
-/// A swarm viewer's fallback (`?swarm`) is refused when the queue is more than
-/// [`HttpBudget::MAX_QUEUE`] deep, one for a chunk of its start (`?swarm&start`, asked
-/// before its first chunk played) past [`HttpBudget::MAX_QUEUE_START`]: a newcomer's start
-/// buffer can wait, a chunk due for playback cannot. In the simulator's `thousand` the
-/// start chunks of the first minute's crowd took three quarters of what the fallback
-/// served then, and viewers already playing were turned away.
 #[derive(Debug)]
 pub struct HttpBudget {
     bytes_per_s: f64,
@@ -71,10 +64,8 @@ pub struct HttpBudget {
 }
 
 impl HttpBudget {
-    /// How deep the queue may be before a swarm viewer's fallback request is refused.
+    /// How deep the queue may be before a refusable request is refused.
     pub const MAX_QUEUE: Duration = Duration::from_secs(1);
-    /// How deep the queue may be before a swarm viewer's request for a start chunk is refused.
-    pub const MAX_QUEUE_START: Duration = Duration::from_millis(300);
 
     /// A budget of `bits_per_s` (at least 1 bit per second).
     pub fn new(bits_per_s: u64) -> Self {
@@ -84,13 +75,14 @@ impl HttpBudget {
         }
     }
 
-    /// Books `bytes` behind what is queued and returns true, or, when the queue is already
-    /// deeper than `max_queue` (`None`: never refuse), books nothing and returns false.
-    pub fn book(&self, bytes: usize, max_queue: Option<Duration>) -> bool {
+    /// Books `bytes` behind what is queued and returns true, or, when the request is
+    /// `refusable` and the queue is already more than [`Self::MAX_QUEUE`] deep, books
+    /// nothing and returns false.
+    pub fn book(&self, bytes: usize, refusable: bool) -> bool {
         let now = Instant::now();
         let mut free_at = self.free_at.lock().unwrap_or_else(|e| e.into_inner());
         let start = (*free_at).max(now);
-        if max_queue.is_some_and(|q| start > now + q) {
+        if refusable && start > now + Self::MAX_QUEUE {
             return false;
         }
         // (At most a day: anything longer refuses the same, and the clock cannot overflow.)
@@ -305,24 +297,17 @@ mod tests {
     }
 
     #[test]
-    fn the_http_budget_refuses_only_refusable_requests_past_their_queue_depth() {
-        let rescue = Some(HttpBudget::MAX_QUEUE);
-        let start = Some(HttpBudget::MAX_QUEUE_START);
-        // 1,000 bytes a second: 600 bytes book 0.6 s.
+    fn the_http_budget_refuses_only_refusable_requests_past_a_second_of_queue() {
+        // 1,000 bytes a second: 2,000 bytes book 2 s.
         let budget = HttpBudget::new(8_000);
-        assert!(budget.book(600, start), "an empty queue takes anything");
-        assert!(
-            !budget.book(10, start),
-            "0.6 s deep: a start chunk is refused"
-        );
-        assert!(budget.book(1_400, rescue), "a rescue is not");
-        assert!(!budget.book(10, rescue), "2 s deep: refused");
-        assert!(budget.book(10, None), "not refusable: queued behind");
+        assert!(budget.book(2_000, true), "an empty queue takes anything");
+        assert!(!budget.book(10, true), "2 s deep: refused");
+        assert!(budget.book(10, false), "not refusable: queued behind");
         // Zero is a rate too (nothing is ever sent quickly), and no size overflows the clock.
         let none = HttpBudget::new(0);
-        assert!(none.book(usize::MAX, rescue));
-        assert!(!none.book(1, rescue));
-        assert!(none.book(usize::MAX, None));
+        assert!(none.book(usize::MAX, true));
+        assert!(!none.book(1, true));
+        assert!(none.book(usize::MAX, false));
     }
 
     #[test]

@@ -21,9 +21,9 @@ use crate::media::Channel;
 pub struct SeederOptions {
     /// The origin seeder's upload cap per channel, in bits per second with an optional k, M
     /// or G suffix (`2500k`). Default: the channel's measured bitrate times 1.25 for a small
-    /// audience, growing to 3 at 30 viewers, by one per 8 viewers beyond 120 up to 15, and
-    /// 1.5 % of the audience beyond 1000 (`swarm::Config::seeder_copies`: more roots make
-    /// shallower push trees that one departing viewer cannot cut off whole).
+    /// audience, growing to 3 at 30 viewers and by one per 100 viewers beyond 300
+    /// (`swarm::Config::seeder_copies`: more roots make shallower push trees that one
+    /// departing viewer cannot cut off whole).
     #[arg(long, value_parser = super::parse_rate)]
     pub seeder_upload_limit: Option<u64>,
     /// Run no origin seeder (viewers then get chunks only from each other and over HTTP).

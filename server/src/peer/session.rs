@@ -455,14 +455,12 @@ impl Session<'_> {
                         let _ = link.cmds.send(LinkCmd::Send(bytes));
                     }
                 }
-                Output::HttpFetch { seq, start } => {
+                Output::HttpFetch { seq } => {
                     let url = format!(
-                        // `?swarm`: a busy origin may refuse it at once (we have peers);
-                        // `&start`: sooner still (no chunk of ours is due yet).
-                        "{}/api/channels/{}/chunks/{seq}?swarm{}",
+                        // `?swarm`: a busy origin may refuse it at once (we have peers).
+                        "{}/api/channels/{}/chunks/{seq}?swarm",
                         http_base(&self.opts.server),
-                        self.opts.channel,
-                        if start { "&start" } else { "" }
+                        self.opts.channel
                     );
                     let tx = self.http.clone();
                     tokio::spawn(async move {

@@ -51,8 +51,6 @@ pub const SETTLE_S: u64 = 10;
 /// The origin refuses HTTP fallback requests (503) when its HTTP queue is this deep (as
 /// `shoal serve --http-fallback-rate` does, `shoal::media::HttpBudget::MAX_QUEUE`).
 const HTTP_MAX_QUEUE: Time = 1_000_000;
-/// The same for a viewer's start chunks (`shoal::media::HttpBudget::MAX_QUEUE_START`).
-const HTTP_MAX_QUEUE_START: Time = 300_000;
 
 /// One run's figures (definitions in ARCHITECTURE.md).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -181,7 +179,6 @@ enum Ev {
     HttpAtOrigin {
         node: usize,
         seq: u64,
-        start: bool,
     },
     HttpDone {
         node: usize,
@@ -607,16 +604,9 @@ impl Sim {
         while let Some(out) = self.nodes[id].peer.poll() {
             match out {
                 Output::Send { to, bytes } => self.send(id, to as usize, bytes),
-                Output::HttpFetch { seq, start } => {
+                Output::HttpFetch { seq } => {
                     let at = self.now + self.latency(id, ORIGIN);
-                    self.push(
-                        at,
-                        Ev::HttpAtOrigin {
-                            node: id,
-                            seq,
-                            start,
-                        },
-                    );
+                    self.push(at, Ev::HttpAtOrigin { node: id, seq });
                 }
                 Output::Play(chunk) => self.check_played(id, &chunk),
                 Output::Drop { peer, reason } => {
@@ -883,7 +873,7 @@ impl Sim {
         self.push(next, Ev::Publish);
     }
 
-    fn http_at_origin(&mut self, node: usize, seq: u64, start: bool) {
+    fn http_at_origin(&mut self, node: usize, seq: u64) {
         // The body is built only once the request is served: in a saturated run most are
         // refused, and framing a whole chunk for each of them was a large share of the run.
         let n = self.nodes[ORIGIN]
@@ -906,18 +896,12 @@ impl Sim {
         };
         // HTTP gets what the origin's link has beyond the seeder's reserved cap (the server
         // gives its seeder's flows priority), and nothing when the seeder's cap takes the
-        // whole link. When the HTTP queue is already more than a second deep (a viewer's
-        // start chunks: 0.3 s) the server answers 503 at once rather than serve a chunk too
-        // late.
+        // whole link. When the HTTP queue is already more than a second deep the server
+        // answers 503 at once rather than serve a chunk too late.
         let wire = n + n.div_ceil(1400) * 60;
         let rate = self.sc.origin_bps / 8.0 - self.seeder_cap as f64;
-        let max_queue = if start {
-            HTTP_MAX_QUEUE_START
-        } else {
-            HTTP_MAX_QUEUE
-        };
         let start = self.http_free.max(self.now);
-        if rate < 1.0 || start > self.now + max_queue {
+        if rate < 1.0 || start > self.now + HTTP_MAX_QUEUE {
             let at = self.now + self.latency(node, ORIGIN);
             self.http_refused += 1;
             self.push(
@@ -1101,7 +1085,7 @@ impl Sim {
                 Ev::TrackerLeave(id) => {
                     self.tracker.leave(id as PeerId);
                 }
-                Ev::HttpAtOrigin { node, seq, start } => self.http_at_origin(node, seq, start),
+                Ev::HttpAtOrigin { node, seq } => self.http_at_origin(node, seq),
                 Ev::HttpDone { node, seq, body } => {
                     if self.nodes[node].alive {
                         if let Some(b) = &body {
