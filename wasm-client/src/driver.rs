@@ -899,7 +899,7 @@ impl Driver {
                     let reason = match reason {
                         DropReason::Lying => Some(UnlinkReason::Lying),
                         DropReason::Useless => Some(UnlinkReason::Useless),
-                        DropReason::Dead => None,
+                        DropReason::Dead | DropReason::Idle => None,
                     };
                     self.close_link_for(peer, true, reason);
                 }

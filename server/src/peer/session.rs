@@ -488,7 +488,7 @@ impl Session<'_> {
                     let reason = match reason {
                         DropReason::Lying => Some(UnlinkReason::Lying),
                         DropReason::Useless => Some(UnlinkReason::Useless),
-                        DropReason::Dead => None,
+                        DropReason::Dead | DropReason::Idle => None,
                     };
                     self.outbox.push(ClientMessage::Unlink { peer, reason });
                 }
