@@ -2909,6 +2909,17 @@ mod tests {
     }
 
     /// Every message the peer sent since the last call, decoded, with its addressee.
+    /// Whom `p` dropped, and why, among its pending outputs (the others are discarded).
+    fn drops(p: &mut Peer) -> Vec<(PeerId, DropReason)> {
+        let mut out = Vec::new();
+        while let Some(o) = p.poll() {
+            if let Output::Drop { peer, reason } = o {
+                out.push((peer, reason));
+            }
+        }
+        out
+    }
+
     fn drain(p: &mut Peer) -> Vec<(PeerId, Message)> {
         let mut out = Vec::new();
         while let Some(o) = p.poll() {
@@ -3611,13 +3622,7 @@ mod tests {
             hear(&mut o, id, &status(5, depths, spare, children), t);
         }
         o.handle(Input::Timeout, t + o.cfg.status_interval);
-        let mut dropped = Vec::new();
-        while let Some(out) = o.poll() {
-            if let Output::Drop { peer, reason } = out {
-                dropped.push((peer, reason));
-            }
-        }
-        dropped
+        drops(&mut o)
     }
 
     #[test]
@@ -3846,11 +3851,9 @@ mod tests {
         }
         p.handle(Input::Timeout, t + TICK);
         let mut dropped = Vec::new();
-        while let Some(o) = p.poll() {
-            if let Output::Drop { peer, reason } = o {
-                assert_eq!(reason, DropReason::Useless);
-                dropped.push(peer);
-            }
+        for (peer, reason) in drops(&mut p) {
+            assert_eq!(reason, DropReason::Useless);
+            dropped.push(peer);
         }
         // The parent and the relaying child stay: dropping either cuts a subtree off.
         dropped.sort_unstable();
